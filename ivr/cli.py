@@ -1,0 +1,164 @@
+"""The `ivr` command: check, run and draw flows."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+
+from ivr.channels.console import play_call
+from ivr.engine.interpreter import Interpreter
+from ivr.flow.diagnostics import Diagnostic, Diagnostics, FlowError
+from ivr.flow.loader import load_flow_set, load_flows, read_flow_file
+from ivr.speech.catalog import Catalog, find_catalog_folder
+
+FLOW_SUFFIXES = (".yaml", ".yml")
+
+
+def _catalog_for(flow_path: Path, prompts: Path | None, diags: Diagnostics) -> Catalog | None:
+    folder = prompts if prompts is not None else find_catalog_folder(flow_path)
+    return None if folder is None else Catalog.load(folder, diags)
+
+
+def _flow_files(paths: tuple[Path, ...]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(sorted(p for p in path.rglob("*") if p.suffix in FLOW_SUFFIXES))
+        else:
+            files.append(path)
+    return files
+
+
+def check_paths(paths: tuple[Path, ...], prompts: Path | None) -> list[Diagnostic]:
+    """Check every flow file found; each problem once, in file order."""
+    found: dict[Diagnostic, None] = {}
+    for file in _flow_files(paths):
+        diags = Diagnostics()
+        catalog = _catalog_for(file, prompts, diags)
+        load_flow_set(file, catalog, diags)
+        for d in diags.sorted():
+            found.setdefault(d, None)
+    return sorted(found, key=lambda d: (d.pos, d.message))
+
+
+@click.group()
+@click.version_option(package_name="ivr")
+def main() -> None:
+    """A voice-banking IVR engine: YAML dial plans, checked and run."""
+
+
+prompts_option = click.option(
+    "--prompts", type=click.Path(file_okay=False, path_type=Path), default=None,
+    help="Prompt catalog folder (default: the nearest prompts/ above the flow).",
+)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@prompts_option
+def check(paths: tuple[Path, ...], prompts: Path | None) -> None:
+    """Check flow files or folders; print problems as FILE:LINE:COL."""
+    missing = [p for p in paths if not p.exists()]
+    for path in missing:
+        click.echo(f"{path}:1:1: error: no such file or folder", err=False)
+    diagnostics = check_paths(tuple(p for p in paths if p.exists()), prompts)
+    for d in diagnostics:
+        click.echo(str(d))
+    errors = sum(d.severity == "error" for d in diagnostics) + len(missing)
+    warnings = sum(d.severity == "warning" for d in diagnostics)
+    files = len(_flow_files(tuple(p for p in paths if p.exists())))
+    click.echo(f"checked {files} flow file(s): {errors} error(s), {warnings} warning(s)", err=True)
+    sys.exit(1 if errors else 0)
+
+
+def _load_or_exit(flow: Path, prompts: Path | None) -> tuple[Interpreter, str]:
+    diags = Diagnostics()
+    catalog = _catalog_for(flow, prompts, diags)
+    try:
+        flows = load_flows(flow, catalog)
+    except FlowError as exc:
+        for d in exc.diagnostics:
+            click.echo(str(d), err=True)
+        click.echo(f"{flow}: the flow has errors; fix them and run 'ivr check {flow}'", err=True)
+        sys.exit(1)
+    return Interpreter(flows, catalog), flows.entry.id
+
+
+def _interactive() -> Iterator[str | None]:
+    click.echo("(type the keys and press Enter; an empty line waits without pressing; "
+               "'h' or Ctrl-D hangs up)", err=True)
+    while True:
+        try:
+            line = input("keys> ")
+        except EOFError:
+            yield None
+            return
+        line = line.strip()
+        if line.lower() in ("h", "hangup", "q"):
+            yield None
+            return
+        yield line
+
+
+@main.command()
+@click.argument("flow", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--caller", default=None, help="The caller's number (caller ID).")
+@click.option("--lang", default=None, help="The call's language, such as zh-CN or en-US.")
+@click.option("--keys", default=None,
+              help="Scripted answers, comma-separated; an empty entry is no input.")
+@click.option("--save-restore", is_flag=True,
+              help="Send the state through JSON at every wait, as between webhooks.")
+@prompts_option
+def call(flow: Path, caller: str | None, lang: str | None, keys: str | None,
+         save_restore: bool, prompts: Path | None) -> None:
+    """Play a call of FLOW in the terminal."""
+    interpreter, _ = _load_or_exit(flow, prompts)
+    if keys is not None:
+        bad = sorted({c for c in keys if c not in "0123456789*#,"})
+        if bad:
+            raise click.BadParameter(f"keys may hold 0-9, * and # only, not {''.join(bad)!r}",
+                                     param_hint="--keys")
+        answers: Iterator[str | None] = iter(keys.split(","))
+    else:
+        answers = _interactive()
+    result = play_call(interpreter, answers, caller=caller, language=lang,
+                       save_restore=save_restore, echo=click.echo)
+    if not result.ended_normally:
+        if result.end_reason == "caller_hangup" and keys is not None:
+            click.echo("the scripted keys ran out before the call ended", err=True)
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("flow", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["svg", "dot", "mermaid"]), default="svg",
+              show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write here instead of standard output.")
+def graph(flow: Path, fmt: str, output: Path | None) -> None:
+    """Draw FLOW: nodes by verb, edges by outcome, unreachable nodes in red."""
+    from ivr.flow.graph import GraphvizMissing, to_dot, to_mermaid, to_svg
+
+    diags = Diagnostics()
+    loaded = read_flow_file(flow, diags)
+    if loaded is None:
+        for d in diags.sorted():
+            click.echo(str(d), err=True)
+        sys.exit(1)
+    try:
+        text = {"dot": to_dot, "mermaid": to_mermaid, "svg": to_svg}[fmt](loaded.flow)
+    except GraphvizMissing as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {output}", err=True)
+
+
+if __name__ == "__main__":
+    main()

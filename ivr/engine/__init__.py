@@ -1,0 +1,1 @@
+"""The interpreter: runs a checked flow as a resumable call."""

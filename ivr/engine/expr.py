@@ -1,0 +1,80 @@
+"""Sandboxed expressions for `branch`, `set` and `transfer` data.
+
+Expressions are Jinja2 expressions compiled in Jinja2's immutable sandbox: flow
+authors get comparisons, arithmetic, `and`/`or`/`not`, `in`, literals and
+filters such as `|length`, but no Python `eval`, no attribute that starts with an
+underscore, no way to mutate values and no way to reach the file system. Sizes of
+`*` and `**` results are bounded so one expression cannot exhaust memory.
+Unknown variables read as nothing (`none`), so `customer.segment == 'vip'` is
+simply false before the customer is known.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from jinja2 import ChainableUndefined, TemplateSyntaxError
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+
+MAX_SEQUENCE = 10_000
+MAX_EXPONENT = 1_000
+
+
+class ExpressionError(Exception):
+    """An expression failed to compile or to evaluate."""
+
+
+class _BoundedSandbox(ImmutableSandboxedEnvironment):
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator_name: str, left: Any, right: Any) -> Any:
+        if operator_name == "**":
+            if isinstance(right, int | float) and abs(right) > MAX_EXPONENT:
+                raise SecurityError("exponent too large")
+            return operator.pow(left, right)
+        if isinstance(left, str | list | tuple) and isinstance(right, int):
+            if len(left) * right > MAX_SEQUENCE:
+                raise SecurityError("result too long")
+        if isinstance(right, str | list | tuple) and isinstance(left, int):
+            if len(right) * left > MAX_SEQUENCE:
+                raise SecurityError("result too long")
+        return operator.mul(left, right)
+
+
+_ENV = _BoundedSandbox(undefined=ChainableUndefined, autoescape=False)
+
+
+class Expression:
+    """One compiled expression; `evaluate` runs it against call variables."""
+
+    __slots__ = ("_run", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        if not source.strip():
+            raise ExpressionError("expression is empty")
+        try:
+            self._run: Callable[..., Any] = _ENV.compile_expression(
+                source, undefined_to_none=True
+            )
+        except TemplateSyntaxError as exc:
+            raise ExpressionError(f"expression does not compile: {exc.message}") from None
+        except RecursionError:
+            raise ExpressionError("expression does not compile: nested too deeply") from None
+
+    def evaluate(self, variables: Mapping[str, Any]) -> Any:
+        try:
+            value = self._run(**variables)
+        except SecurityError as exc:
+            raise ExpressionError(f"'{self.source}' is not allowed: {exc}") from None
+        except Exception as exc:  # an author's expression may fail in many ways
+            raise ExpressionError(f"'{self.source}' failed: {exc}") from None
+        if isinstance(value, ChainableUndefined):
+            return None
+        return value
+
+
+def compile_expression(source: str) -> Expression:
+    return Expression(source)

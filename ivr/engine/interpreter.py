@@ -1,0 +1,234 @@
+"""The interpreter: `advance(state, event)` runs nodes until the call must wait.
+
+It knows no verb by name: it asks the registry for the node's verb, runs it, and
+follows the Step it returns. Media that verbs queue is buffered until the next
+wait or end, so the channel can play it as one unit the caller can interrupt.
+Runtime faults in a flow (an expression that fails, a loop that never waits) end
+the call by transfer to the flow's fallback queue: a caller is never left in
+silence.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from ivr.engine.expr import ExpressionError
+from ivr.engine.state import CallState, Frame, StateError
+from ivr.engine.turn import CallerHangup, Event, Gather, Hangup, Segment, Transfer, Turn
+from ivr.engine.verbs import REGISTRY
+from ivr.engine.verbs.base import End, Enter, Go, Return, Step, Wait
+from ivr.flow.model import FlowSet, Node, PromptRef
+from ivr.speech.catalog import Catalog
+
+log = logging.getLogger("ivr.engine")
+
+MAX_STEPS_PER_TURN = 1_000
+MAX_SUBFLOW_DEPTH = 16
+
+
+class CallEnded(Exception):
+    """advance() was called for a call that has already ended."""
+
+
+class FlowRuntimeError(Exception):
+    """A flow did something at run time that it cannot do; the call goes to an agent."""
+
+
+class _Call:
+    """What verbs see of the call while one turn is being computed."""
+
+    __slots__ = ("_catalog", "_flows", "_media", "_state", "secrets")
+
+    def __init__(self, state: CallState, flows: FlowSet, catalog: Catalog | None) -> None:
+        self._state = state
+        self._flows = flows
+        self._catalog = catalog
+        self._media: list[Segment] = []
+        self.secrets: dict[str, str] = {}
+
+    @property
+    def language(self) -> str:
+        return self._state.language
+
+    @property
+    def variables(self) -> dict[str, Any]:
+        return self._state.variables
+
+    def scope(self) -> Mapping[str, Any]:
+        scope = dict(self._state.variables)
+        for name, value in self.secrets.items():
+            scope[name] = mask(value)
+        scope["caller"] = self._state.caller
+        scope["language"] = self._state.language
+        return scope
+
+    def play(self, prompt: PromptRef) -> None:
+        lang = self._state.language
+        text = (
+            self._catalog.text(prompt.id, lang, self.scope())
+            if self._catalog is not None
+            else f"[{prompt.id}]"
+        )
+        self._media.append(Segment(prompt.id, lang, text))
+
+    def set_variable(self, name: str, value: Any) -> None:
+        if name == "language":
+            offered = self._flows.flow(self._state.flow).languages
+            if value not in offered:
+                raise FlowRuntimeError(f"language '{value}' is not offered ({', '.join(offered)})")
+            self._state.language = str(value)
+            return
+        self._state.variables[name] = _plain(value)
+
+    def _counter_key(self, name: str) -> str:
+        return f"{self._state.flow}:{name}"
+
+    def counter(self, name: str) -> int:
+        return self._state.counters.get(self._counter_key(name), 0)
+
+    def bump(self, name: str) -> int:
+        key = self._counter_key(name)
+        self._state.counters[key] = self._state.counters.get(key, 0) + 1
+        return self._state.counters[key]
+
+    def reset(self, name: str) -> None:
+        self._state.counters.pop(self._counter_key(name), None)
+
+    def take_media(self) -> tuple[Segment, ...]:
+        media, self._media = tuple(self._media), []
+        return media
+
+
+def mask(value: str) -> str:
+    """What flows may see of a secret: the last four of a long number, else nothing."""
+    if len(value) >= 12:
+        return "*" * (len(value) - 4) + value[-4:]
+    return "*" * len(value)
+
+
+def _plain(value: Any) -> Any:
+    """Keep variables JSON-serialisable: anything else is stored as its text."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return str(value)
+
+
+class Interpreter:
+    """Runs the flows of one FlowSet; holds no per-call data itself."""
+
+    def __init__(
+        self,
+        flows: FlowSet,
+        catalog: Catalog | None = None,
+        fallback_queue: str = "agents",
+    ) -> None:
+        self.flows = flows
+        self.catalog = catalog
+        self.fallback_queue = fallback_queue
+
+    def start(
+        self, call_id: str, caller: str | None = None, language: str | None = None
+    ) -> CallState:
+        entry = self.flows.entry
+        lang = language if language in entry.languages else entry.language
+        return CallState(call_id=call_id, flow=entry.id, node=entry.start,
+                         language=lang, caller=caller)
+
+    def advance(self, state: CallState, event: Event | None = None) -> Turn:
+        """Run the call on from `state` with the caller's `event`; update `state`.
+
+        `state` is changed only when the turn is complete, so a failure leaves
+        it as it was.
+        """
+        if state.status == "ended":
+            raise CallEnded(f"call {state.call_id} has already ended ({state.end_reason})")
+        work = state.copy()
+        turn = self._advance(work, event)
+        work.turns += 1
+        state.__dict__.update(work.__dict__)
+        return turn
+
+    def _advance(self, state: CallState, event: Event | None) -> Turn:
+        call = _Call(state, self.flows, self.catalog)
+        if isinstance(event, CallerHangup):
+            state.status = "ended"
+            state.end_reason = "caller_hangup"
+            return Turn((), Hangup("caller_hangup"))
+        try:
+            node = self._node(state)
+            if state.status == "new":
+                if event is not None:
+                    raise StateError("a new call takes no event; call advance(state) first")
+                step = self._run(node, call)
+            else:
+                if event is None:
+                    raise StateError("a waiting call needs the caller's event to go on")
+                step = REGISTRY[node.verb].resume(node, node.params, call, event)
+            for _ in range(MAX_STEPS_PER_TURN):
+                if isinstance(step, Wait):
+                    state.status = "waiting"
+                    return Turn(call.take_media(), step.gather)
+                if isinstance(step, End):
+                    state.status = "ended"
+                    state.end_reason = step.end.reason
+                    return Turn(call.take_media(), step.end)
+                node = self._follow(state, node, step)
+                state.steps += 1
+                step = self._run(node, call)
+            raise FlowRuntimeError(
+                f"more than {MAX_STEPS_PER_TURN} steps without waiting for the caller"
+            )
+        except (ExpressionError, FlowRuntimeError) as exc:
+            log.warning("flow fault in %s at %s/%s: %s", state.call_id, state.flow, state.node, exc)
+            state.status = "ended"
+            state.end_reason = "flow_error"
+            media = call.take_media()
+            where = f"{state.flow}/{state.node}"
+            return Turn(media, Transfer(self.fallback_queue, {"fault": where}, "flow_error"))
+
+    def _node(self, state: CallState) -> Node:
+        flow = self.flows.flows.get(state.flow)
+        if flow is None or state.node not in flow.nodes:
+            raise StateError(
+                f"call {state.call_id} is at {state.flow}/{state.node}, which the loaded "
+                "flows do not have (were the flows changed during the call?)"
+            )
+        return flow.nodes[state.node]
+
+    def _run(self, node: Node, call: _Call) -> Step:
+        return REGISTRY[node.verb].run(node, node.params, call)
+
+    def _follow(self, state: CallState, node: Node, step: Step) -> Node:
+        """Move the call to the node a step leads to."""
+        if isinstance(step, Go):
+            target = node.transitions[step.outcome]
+            state.node = target.node
+            return self._node(state)
+        if isinstance(step, Enter):
+            if len(state.stack) >= MAX_SUBFLOW_DEPTH:
+                raise FlowRuntimeError(f"sub-flows nested more than {MAX_SUBFLOW_DEPTH} deep")
+            state.stack.append(Frame(state.flow, state.node))
+            state.flow = step.flow
+            state.node = self.flows.flow(step.flow).start
+            return self._node(state)
+        if isinstance(step, Return):
+            if not state.stack:
+                raise FlowRuntimeError("'return' in the main flow: there is nothing to return to")
+            frame = state.stack.pop()
+            state.flow, state.node = frame.flow, frame.node
+            caller_node = self._node(state)
+            if step.outcome not in caller_node.transitions:
+                raise FlowRuntimeError(
+                    f"call node '{caller_node.id}' has no outcome '{step.outcome}'"
+                )
+            return self._follow(state, caller_node, Go(step.outcome))
+        raise TypeError(f"unexpected step {step!r}")
+
+
+__all__ = ["CallEnded", "Gather", "Interpreter", "Turn"]

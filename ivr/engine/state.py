@@ -1,0 +1,106 @@
+"""A call's state: plain, versioned, JSON-serialisable data.
+
+It holds where the call is (flow, node, the sub-flow stack), the flow's variables,
+retry counters and the call's language. It never holds a PIN or a full card
+number: keys collected with `secret: true` live only until the next wait.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+STATE_VERSION = 1
+
+Status = Literal["new", "waiting", "ended"]
+
+
+class StateError(Exception):
+    """Saved state that cannot be resumed, with the reason."""
+
+
+@dataclass
+class Frame:
+    """Where to come back to when a sub-flow returns: the `call` node."""
+
+    flow: str
+    node: str
+
+
+@dataclass
+class CallState:
+    call_id: str
+    flow: str
+    node: str
+    language: str
+    caller: str | None = None
+    status: Status = "new"
+    variables: dict[str, Any] = field(default_factory=dict)
+    counters: dict[str, int] = field(default_factory=dict)
+    stack: list[Frame] = field(default_factory=list)
+    steps: int = 0
+    turns: int = 0
+    end_reason: str | None = None
+    version: int = STATE_VERSION
+
+    def copy(self) -> CallState:
+        return copy.deepcopy(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> CallState:
+        try:
+            data = json.loads(text)
+        except (ValueError, TypeError) as exc:
+            raise StateError(f"saved call state is not JSON: {exc}") from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> CallState:
+        if not isinstance(data, dict):
+            raise StateError("saved call state is not a JSON object")
+        data = migrate(data)
+        try:
+            stack = [Frame(**f) for f in data.pop("stack", [])]
+            state = cls(**data, stack=stack)
+        except TypeError as exc:
+            raise StateError(f"saved call state has the wrong shape: {exc}") from None
+        if state.status not in ("new", "waiting", "ended"):
+            raise StateError(f"saved call state has unknown status '{state.status}'")
+        return state
+
+
+# Each migration takes a state dict of version N and returns version N + 1.
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+def migrate(data: dict[str, Any]) -> dict[str, Any]:
+    """Bring a saved state up to STATE_VERSION, or say why it cannot be."""
+    data = dict(data)
+    version = data.get("version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise StateError("saved call state has no version number")
+    if version > STATE_VERSION:
+        raise StateError(
+            f"saved call state is version {version}, newer than this engine's "
+            f"{STATE_VERSION}: upgrade the engine before resuming this call"
+        )
+    while version < STATE_VERSION:
+        step = MIGRATIONS.get(version)
+        if step is None:
+            raise StateError(
+                f"saved call state version {version} is too old to resume "
+                f"(this engine reads versions {min(MIGRATIONS, default=STATE_VERSION)}"
+                f" to {STATE_VERSION})"
+            )
+        data = step(data)
+        version = data["version"]
+    return data

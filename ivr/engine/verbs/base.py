@@ -1,0 +1,138 @@
+"""What every verb is, what it may ask of the call, and the verb registry.
+
+A verb is a small class that names itself once and is registered with
+`@register`. It declares its parameters as a frozen dataclass (see
+`ivr.flow.params`), its outcomes, and whether it waits for the caller. The
+interpreter calls `run` when the call reaches the node and `resume` with the
+caller's event when a waiting node gets an answer; both return a Step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
+
+from ivr.engine.turn import Event, Gather, Hangup, Transfer
+from ivr.flow.diagnostics import Pos
+from ivr.flow.params import FileRef
+from ivr.flow.model import FlowSet, Node, PromptRef, Target
+
+# --- steps: what a verb tells the interpreter to do next --------------------
+
+
+@dataclass(frozen=True)
+class Go:
+    """Follow one of the node's outcomes."""
+
+    outcome: str
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Send the media played so far and wait for the caller's keys."""
+
+    gather: Gather
+
+
+@dataclass(frozen=True)
+class End:
+    """End the call: hang up or transfer, after the media played so far."""
+
+    end: Hangup | Transfer
+
+
+@dataclass(frozen=True)
+class Enter:
+    """Run a sub-flow; when it returns, this node's outcome is what it returned."""
+
+    flow: str
+
+
+@dataclass(frozen=True)
+class Return:
+    """Go back to the `call` node that entered this sub-flow, with an outcome."""
+
+    outcome: str
+
+
+Step = Go | Wait | End | Enter | Return
+
+
+class Call(Protocol):
+    """What a verb may use of the call in progress. No telephony in here."""
+
+    @property
+    def language(self) -> str: ...
+
+    @property
+    def variables(self) -> dict[str, Any]: ...
+
+    @property
+    def secrets(self) -> dict[str, str]: ...
+
+    def scope(self) -> Mapping[str, Any]:
+        """Everything an expression may read: variables plus call facts."""
+        ...
+
+    def play(self, prompt: PromptRef) -> None:
+        """Queue a prompt; it reaches the caller with the next wait or end."""
+        ...
+
+    def set_variable(self, name: str, value: Any) -> None: ...
+
+    def counter(self, name: str) -> int:
+        """A per-node counter (retries), kept in the state."""
+        ...
+
+    def bump(self, name: str) -> int: ...
+
+    def reset(self, name: str) -> None: ...
+
+
+P = TypeVar("P")
+
+
+class Verb(Generic[P]):
+    name: ClassVar[str]
+    Params: ClassVar[type]
+    #: the parameter a plain (non-mapping) value fills, as in `say: welcome`
+    shorthand: ClassVar[str | None] = None
+    #: outcomes every node of this verb must lead somewhere
+    outcomes: ClassVar[tuple[str, ...]] = ("next",)
+    #: True when every run of the verb waits for the caller before moving on
+    waits: ClassVar[bool] = False
+    #: True when the verb ends the call (no outcomes)
+    ends_call: ClassVar[bool] = False
+
+    def required_outcomes(self, params: P, flows: FlowSet | None = None) -> tuple[str, ...]:
+        return self.outcomes
+
+    def option_targets(self, params: P) -> tuple[tuple[str, Target], ...]:
+        """Outcomes whose targets are written inside the parameters (menu options)."""
+        return ()
+
+    def subflow(self, params: P) -> FileRef | None:
+        """The path of the sub-flow this node enters, if any."""
+        return None
+
+    def problems(self, params: P) -> list[tuple[Pos, str]]:
+        """Mistakes in how the parameters fit together, found when the flow loads."""
+        return []
+
+    def run(self, node: Node, params: P, call: Call) -> Step:
+        raise NotImplementedError
+
+    def resume(self, node: Node, params: P, call: Call, event: Event) -> Step:
+        raise NotImplementedError(f"verb '{self.name}' does not wait for the caller")
+
+
+REGISTRY: dict[str, Verb[Any]] = {}
+
+
+def register(cls: type[Verb[Any]]) -> type[Verb[Any]]:
+    """Class decorator: make a verb available to flows under its name."""
+    if cls.name in REGISTRY:
+        raise ValueError(f"verb '{cls.name}' is registered twice")
+    REGISTRY[cls.name] = cls()
+    return cls

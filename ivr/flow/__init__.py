@@ -1,0 +1,1 @@
+"""The flow language: model, loader, checker and graph."""

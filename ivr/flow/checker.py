@@ -1,0 +1,249 @@
+"""Whole-flow checks: targets, outcomes, reachability, wait-less loops, prompts.
+
+The loader has already checked each node on its own; this module checks how the
+nodes and flows fit together. Every problem is reported with the place to fix it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ivr.engine.verbs import REGISTRY
+from ivr.flow.diagnostics import Diagnostics, did_you_mean
+from ivr.flow.model import Flow, FlowSet, Node, frozen_map
+from ivr.speech.catalog import Catalog
+
+if TYPE_CHECKING:
+    from ivr.flow.loader import LoadedFlow
+
+
+def check_flow_set(
+    main: LoadedFlow,
+    loaded: Mapping[Path, LoadedFlow],
+    display: Mapping[Path, str],
+    catalog: Catalog | None,
+    diags: Diagnostics,
+) -> FlowSet | None:
+    by_id: dict[str, LoadedFlow] = {}
+    id_of_path: dict[Path, str] = {}
+    for path, item in loaded.items():
+        other = by_id.get(item.flow.id)
+        if other is not None and other is not item:
+            diags.error(item.flow.pos, f"flow id '{item.flow.id}' is also used by {other.flow.path}")
+            continue
+        by_id[item.flow.id] = item
+        id_of_path[path] = item.flow.id
+
+    flows: dict[str, Flow] = {}
+    for item in by_id.values():
+        flows[item.flow.id] = _link_subflows(item.flow, id_of_path, diags)
+    flow_set = FlowSet(main.flow.id, frozen_map(flows))
+    waits = _flows_that_always_wait(flow_set)
+    for item in by_id.values():
+        flow = flows[item.flow.id]
+        _check_outcomes(flow, flow_set, item.broken_nodes, diags)
+        if not item.broken_nodes:
+            _check_reachable(flow, diags)
+            _check_waitless_loops(flow, waits, diags)
+        if catalog is not None:
+            _check_prompts(item, catalog, diags)
+    return None if diags.has_errors else flow_set
+
+
+def _link_subflows(flow: Flow, id_of_path: Mapping[Path, str], diags: Diagnostics) -> Flow:
+    from ivr.flow.loader import resolve_subflow
+
+    nodes = dict(flow.nodes)
+    for node in flow.nodes.values():
+        ref = REGISTRY[node.verb].subflow(node.params)
+        if ref is None:
+            continue
+        path = resolve_subflow(flow.path, ref.path)
+        flow_id = id_of_path.get(path.resolve())
+        if flow_id is None:
+            if not path.is_file():
+                diags.error(ref.pos, f"sub-flow '{ref.path}' not found (looked for {path})")
+            continue
+        params = dataclasses.replace(node.params, flow_id=flow_id)
+        nodes[node.id] = dataclasses.replace(node, params=params)
+    return dataclasses.replace(flow, nodes=frozen_map(nodes))
+
+
+def _check_outcomes(
+    flow: Flow, flows: FlowSet, broken: Mapping[str, object], diags: Diagnostics
+) -> None:
+    known = [*flow.nodes, *broken]
+    if flow.start not in known:
+        diags.error(flow.pos, f"start node '{flow.start}' does not exist{did_you_mean(flow.start, known)}")
+    for node in flow.nodes.values():
+        verb = REGISTRY[node.verb]
+        required = verb.required_outcomes(node.params, flows)
+        options = dict(verb.option_targets(node.params))
+        allowed = {*required, *options}
+        if verb.name == "call" and node.params.flow_id not in flows.flows:
+            allowed |= set(node.transitions)  # the sub-flow is already reported missing
+        for outcome, target in node.transitions.items():
+            if outcome not in allowed:
+                where = target.key_pos or target.pos
+                if not allowed:
+                    diags.error(where, f"{verb.name} ends the call; it has no outcome '{outcome}'")
+                else:
+                    names = ", ".join(sorted(allowed))
+                    diags.error(where, f"{verb.name} has no outcome '{outcome}'"
+                                f"{did_you_mean(outcome, allowed)}; its outcomes are: {names}")
+                continue
+            if target.node not in known:
+                diags.error(target.pos, f"'{target.node}' is not a node of flow '{flow.id}'"
+                            f"{did_you_mean(target.node, known)}")
+        for outcome in required:
+            if outcome not in node.transitions:
+                how = "'next: NODE'" if outcome == "next" else f"'{outcome}: NODE' under 'on:'"
+                diags.error(node.pos, f"node '{node.id}' does not say where outcome '{outcome}' "
+                            f"of {verb.name} leads; add {how}")
+
+
+def _edges(node: Node) -> Iterable[str]:
+    return (t.node for t in node.transitions.values())
+
+
+def _check_reachable(flow: Flow, diags: Diagnostics) -> None:
+    if flow.start not in flow.nodes:
+        return
+    seen = {flow.start}
+    todo = [flow.start]
+    while todo:
+        node = flow.nodes[todo.pop()]
+        for nxt in _edges(node):
+            if nxt in flow.nodes and nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    for node in flow.nodes.values():
+        if node.id not in seen:
+            diags.error(node.pos, f"node '{node.id}' cannot be reached from start node '{flow.start}'")
+
+
+def _node_waits(node: Node, waiting_flows: set[str]) -> bool:
+    verb = REGISTRY[node.verb]
+    if verb.waits or verb.ends_call:
+        return True
+    return verb.name == "call" and node.params.flow_id in waiting_flows
+
+
+def _flows_that_always_wait(flows: FlowSet) -> set[str]:
+    """Flows in which every way from start to a `return` passes a wait."""
+    result: set[str] = set()
+    for flow in flows.flows.values():
+        if flow.start not in flow.nodes:
+            continue
+        seen = {flow.start}
+        todo = [flow.start]
+        returns_without_wait = False
+        while todo:
+            node = flow.nodes[todo.pop()]
+            if node.verb == "return":
+                returns_without_wait = True
+                break
+            if _node_waits(node, set()):
+                continue
+            for nxt in _edges(node):
+                if nxt in flow.nodes and nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        if not returns_without_wait:
+            result.add(flow.id)
+    return result
+
+
+def _check_waitless_loops(flow: Flow, waiting_flows: set[str], diags: Diagnostics) -> None:
+    """Report each loop of nodes that can go round without ever waiting for the caller."""
+    graph = {
+        node.id: [n for n in _edges(node) if n in flow.nodes]
+        for node in flow.nodes.values()
+        if not _node_waits(node, waiting_flows)
+    }
+    order = list(flow.nodes)
+    for component in _strongly_connected(graph):
+        ids = set(component)
+        first = min(component, key=order.index)
+        looping = len(component) > 1 or first in graph.get(first, [])
+        if not looping:
+            continue
+        path = _cycle_from(first, graph, ids)
+        diags.error(flow.nodes[first].pos,
+                    f"nodes {' -> '.join(path)} can loop forever without waiting for the caller")
+
+
+def _cycle_from(start: str, graph: Mapping[str, list[str]], ids: set[str]) -> list[str]:
+    path = [start]
+    seen = {start}
+    current = start
+    while True:
+        nxt = next(n for n in graph[current] if n in ids)
+        path.append(nxt)
+        if nxt in seen:
+            return path[path.index(nxt):] if nxt != start else path
+        seen.add(nxt)
+        current = nxt
+
+
+def _strongly_connected(graph: Mapping[str, list[str]]) -> list[list[str]]:
+    """Tarjan's algorithm, iterative so a long chain of nodes cannot overflow the stack."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    result: list[list[str]] = []
+    counter = 0
+    for root in graph:
+        if root in index:
+            continue
+        work = [(root, 0)]
+        while work:
+            node, i = work.pop()
+            if i == 0:
+                index[node] = low[node] = counter
+                counter += 1
+                stack.append(node)
+                on_stack.add(node)
+            succ = [n for n in graph[node] if n in graph]
+            if i < len(succ):
+                work.append((node, i + 1))
+                nxt = succ[i]
+                if nxt not in index:
+                    work.append((nxt, 0))
+                elif nxt in on_stack:
+                    low[node] = min(low[node], index[nxt])
+                continue
+            for nxt in succ:
+                if nxt in on_stack:
+                    low[node] = min(low[node], low[nxt])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    top = stack.pop()
+                    on_stack.discard(top)
+                    component.append(top)
+                    if top == node:
+                        break
+                result.append(component)
+    return result
+
+
+def _check_prompts(item: LoadedFlow, catalog: Catalog, diags: Diagnostics) -> None:
+    flow = item.flow
+    missing_languages = [lang for lang in flow.languages if lang not in catalog.languages]
+    for lang in missing_languages:
+        diags.error(flow.pos, f"the prompt catalog {catalog.root} has no {lang}.yaml "
+                    f"for language '{lang}'")
+    for ref in item.prompts:
+        absent = [
+            lang for lang in flow.languages
+            if lang not in missing_languages and not catalog.has(ref.id, lang)
+        ]
+        if absent:
+            hint = did_you_mean(ref.id, catalog.ids(absent[0]))
+            diags.error(ref.pos, f"prompt '{ref.id}' is not in the catalog for "
+                        f"{', '.join(absent)}{hint}")

@@ -1,0 +1,327 @@
+"""Read flow files into checked, immutable flows.
+
+`load_flows(path)` reads a main flow and every sub-flow it calls, checks them all
+(see `ivr.flow.checker`) and returns a FlowSet, or raises FlowError carrying every
+problem found, each with its file, line and column. A flow that fails the check
+never runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ivr.engine.verbs import REGISTRY, Verb
+from ivr.flow import params as p
+from ivr.flow.diagnostics import Diagnostic, Diagnostics, FlowError, Pos, did_you_mean
+from ivr.flow.model import Flow, FlowSet, Node, PromptRef, Target, frozen_map
+from ivr.flow.source import YamlSyntaxError, YMap, YScalar, YValue, describe, parse_yaml
+from ivr.speech.catalog import LANGUAGE, Catalog
+
+TOP_KEYS = ("flow", "version", "language", "languages", "start", "nodes",
+            "description", "fallback_queue")
+REQUIRED_TOP = ("flow", "version", "language", "start", "nodes")
+NODE_KEYS = ("next", "on", "description")
+MAX_FILE_BYTES = 2_000_000
+
+
+@dataclass
+class LoadedFlow:
+    """A flow as read from one file, with what the checker needs beyond the model."""
+
+    flow: Flow
+    prompts: list[PromptRef] = field(default_factory=list)
+    #: node id -> position of the node's key, for nodes whose definition had errors
+    broken_nodes: dict[str, Pos] = field(default_factory=dict)
+    fallback_queue: str = "agents"
+
+
+def read_flow_file(path: Path, diags: Diagnostics) -> LoadedFlow | None:
+    file = str(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        diags.error(Pos(file), f"cannot read flow file: {exc.strerror or exc}")
+        return None
+    if len(raw) > MAX_FILE_BYTES:
+        diags.error(Pos(file), f"flow file is larger than {MAX_FILE_BYTES} bytes")
+        return None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        diags.error(Pos(file), f"flow file is not UTF-8 (byte {exc.start})")
+        return None
+    return read_flow_text(text, file, diags)
+
+
+def read_flow_text(text: str, file: str, diags: Diagnostics) -> LoadedFlow | None:
+    try:
+        tree = parse_yaml(text, file)
+    except YamlSyntaxError as exc:
+        diags.error(exc.pos, exc.message)
+        return None
+    if not isinstance(tree, YMap):
+        diags.error(tree.pos, f"a flow file holds a mapping with {', '.join(REQUIRED_TOP)}; "
+                    f"got {describe(tree)}")
+        return None
+    return _read_flow(tree, file, diags)
+
+
+def _read_flow(tree: YMap, file: str, diags: Diagnostics) -> LoadedFlow | None:
+    ctx = p.ParseContext()
+    values: dict[str, Any] = {}
+    ok = True
+    for entry in tree.entries:
+        if entry.key not in TOP_KEYS:
+            diags.error(entry.key_pos, f"unknown key '{entry.key}'{did_you_mean(entry.key, TOP_KEYS)}")
+            ok = False
+    for key in REQUIRED_TOP:
+        if tree.get(key) is None:
+            diags.error(tree.pos, f"flow is missing '{key}'")
+            ok = False
+    try:
+        values["flow"] = _top(tree, "flow", p.identifier, ctx)
+        values["version"] = _top(tree, "version", p.integer(1, 10**6), ctx)
+        values["language"] = _top(tree, "language", _language, ctx)
+        values["languages"] = _top(tree, "languages", _languages, ctx)
+        values["start"] = _top(tree, "start", p.identifier, ctx)
+        values["description"] = _top(tree, "description", p.text, ctx)
+        values["fallback_queue"] = _top(tree, "fallback_queue", p.identifier, ctx)
+    except p.Invalid as exc:
+        diags.error(exc.pos, exc.message)
+        return None
+    language = values["language"]
+    languages = values["languages"] or ((language,) if language else ())
+    lang_entry = tree.get("languages")
+    if language and lang_entry is not None and language not in languages:
+        diags.error(lang_entry.value.pos, f"languages must include the default language '{language}'")
+        ok = False
+
+    nodes: dict[str, Node] = {}
+    broken: dict[str, Pos] = {}
+    nodes_entry = tree.get("nodes")
+    if nodes_entry is not None:
+        if not isinstance(nodes_entry.value, YMap) or not nodes_entry.value.entries:
+            diags.error(nodes_entry.value.pos, f"'nodes' must map node names to nodes; "
+                        f"got {describe(nodes_entry.value)}")
+            ok = False
+        else:
+            for entry in nodes_entry.value.entries:
+                node = _read_node(entry.key, entry.key_pos, entry.value, ctx, diags)
+                if node is None:
+                    broken[entry.key] = entry.key_pos
+                else:
+                    nodes[entry.key] = node
+    if not ok or not values["flow"]:
+        return None
+    flow = Flow(
+        id=values["flow"],
+        version=values["version"],
+        language=language,
+        languages=tuple(languages),
+        start=values["start"],
+        nodes=frozen_map(nodes),
+        path=file,
+        pos=tree.pos,
+        description=values["description"] or "",
+    )
+    return LoadedFlow(flow, ctx.prompts, broken, values["fallback_queue"] or "agents")
+
+
+def _top(tree: YMap, key: str, kind: p.Kind, ctx: p.ParseContext) -> Any:
+    entry = tree.get(key)
+    return None if entry is None else kind(entry.value, ctx)
+
+
+def _language(value: YValue, ctx: p.ParseContext) -> str:
+    code = p.text(value, ctx)
+    if not LANGUAGE.match(code):
+        raise p.Invalid(value.pos, f"'{code}' is not a language tag such as zh-CN or en-US")
+    return code
+
+
+def _languages(value: YValue, ctx: p.ParseContext) -> tuple[str, ...]:
+    from ivr.flow.source import YSeq
+
+    if not isinstance(value, YSeq) or not value.items:
+        raise p.Invalid(value.pos, f"expected a list of language tags, got {describe(value)}")
+    return tuple(_language(item, ctx) for item in value.items)
+
+
+_NODE_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _read_node(
+    node_id: str, pos: Pos, value: YValue, ctx: p.ParseContext, diags: Diagnostics
+) -> Node | None:
+    if not _NODE_ID.match(node_id):
+        diags.error(pos, f"'{node_id}' is not a valid node name (letters, digits and _)")
+        return None
+    if not isinstance(value, YMap):
+        diags.error(value.pos, f"node '{node_id}' must be a mapping with a verb; got {describe(value)}")
+        return None
+    verb_entries = [e for e in value.entries if e.key in REGISTRY]
+    ok = True
+    for entry in value.entries:
+        if entry.key not in REGISTRY and entry.key not in NODE_KEYS:
+            hint = did_you_mean(entry.key, [*REGISTRY, *NODE_KEYS])
+            diags.error(entry.key_pos, f"unknown verb or key '{entry.key}'{hint}")
+            ok = False
+    if not verb_entries:
+        if ok:
+            verbs = ", ".join(sorted(REGISTRY))
+            diags.error(pos, f"node '{node_id}' has no verb; use one of: {verbs}")
+        return None
+    if len(verb_entries) > 1:
+        diags.error(verb_entries[1].key_pos,
+                    f"node '{node_id}' has two verbs ('{verb_entries[0].key}' and "
+                    f"'{verb_entries[1].key}'); split it into two nodes")
+        return None
+    verb_entry = verb_entries[0]
+    verb = REGISTRY[verb_entry.key]
+    params = _read_params(verb, verb_entry.key_pos, verb_entry.value, ctx, diags)
+    transitions = _read_transitions(node_id, value, verb, params, ctx, diags)
+    if params is None or transitions is None or not ok:
+        return None
+    for where, message in verb.problems(params):
+        diags.error(where, message)
+    return Node(node_id, verb.name, params, frozen_map(transitions), pos)
+
+
+def _read_params(
+    verb: Verb[Any], verb_pos: Pos, value: YValue, ctx: p.ParseContext, diags: Diagnostics
+) -> Any:
+    specs = p.specs(verb.Params)
+    if isinstance(value, YScalar) and value.value is None and not any(
+        s.required for s in specs.values()
+    ):
+        given: dict[str, YValue] = {}
+    elif isinstance(value, YMap) and not (
+        verb.shorthand and len(specs) == 1 and value.get(verb.shorthand) is None
+    ):
+        given = {}
+        for entry in value.entries:
+            if entry.key not in specs:
+                hint = did_you_mean(entry.key, specs)
+                diags.error(entry.key_pos, f"{verb.name} has no parameter '{entry.key}'{hint}")
+                return None
+            given[entry.key] = entry.value
+    elif verb.shorthand:
+        given = {verb.shorthand: value}
+    else:
+        diags.error(value.pos, f"{verb.name} takes a mapping of parameters; got {describe(value)}")
+        return None
+    parsed: dict[str, Any] = {}
+    failed = False
+    for name, spec in specs.items():
+        if name not in given:
+            if spec.required:
+                diags.error(verb_pos, f"{verb.name} is missing required parameter '{name}'")
+                failed = True
+            continue
+        try:
+            parsed[name] = spec.kind(given[name], ctx)
+        except p.Invalid as exc:
+            diags.error(exc.pos, f"{verb.name} parameter '{name}': {exc.message}")
+            failed = True
+    if failed:
+        return None
+    return verb.Params(**parsed)
+
+
+def _read_transitions(
+    node_id: str, value: YMap, verb: Verb[Any], params: Any, ctx: p.ParseContext,
+    diags: Diagnostics,
+) -> dict[str, Target] | None:
+    transitions: dict[str, Target] = {}
+    if params is not None:
+        transitions.update(verb.option_targets(params))
+    ok = True
+    next_entry, on_entry = value.get("next"), value.get("on")
+    if next_entry is not None:
+        try:
+            found = p.target(next_entry.value, ctx)
+            transitions["next"] = Target(found.node, found.pos, next_entry.key_pos)
+        except p.Invalid as exc:
+            diags.error(exc.pos, f"'next': {exc.message}")
+            ok = False
+    if on_entry is not None:
+        if not isinstance(on_entry.value, YMap):
+            diags.error(on_entry.value.pos, f"'on' maps outcomes to nodes; got {describe(on_entry.value)}")
+            return None
+        for entry in on_entry.value.entries:
+            if entry.key in transitions:
+                diags.error(entry.key_pos, f"outcome '{entry.key}' of node '{node_id}' is given twice")
+                ok = False
+                continue
+            try:
+                found = p.target(entry.value, ctx)
+                transitions[entry.key] = Target(found.node, found.pos, entry.key_pos)
+            except p.Invalid as exc:
+                diags.error(exc.pos, f"outcome '{entry.key}': {exc.message}")
+                ok = False
+    return transitions if ok else None
+
+
+# --- flow sets: a main flow and its sub-flows -----------------------------
+
+
+def resolve_subflow(base_file: str, written: str) -> Path:
+    base = Path(base_file).parent
+    candidate = base / written
+    if candidate.suffix not in (".yaml", ".yml") and not candidate.exists():
+        candidate = candidate.with_name(candidate.name + ".yaml")
+    return candidate
+
+
+def load_flow_set(
+    path: str | Path, catalog: Catalog | None, diags: Diagnostics
+) -> FlowSet | None:
+    """Read a main flow and the sub-flows it calls, then check them together."""
+    from ivr.flow.checker import check_flow_set
+
+    main_path = Path(path)
+    loaded: dict[Path, LoadedFlow | None] = {}
+    pending = [main_path.resolve()]
+    display: dict[Path, str] = {main_path.resolve(): str(main_path)}
+    while pending:
+        current = pending.pop()
+        if current in loaded:
+            continue
+        item = read_flow_file(Path(display[current]), diags)
+        loaded[current] = item
+        if item is None:
+            continue
+        for node in item.flow.nodes.values():
+            ref = REGISTRY[node.verb].subflow(node.params)
+            if ref is None:
+                continue
+            sub = resolve_subflow(display[current], ref.path).resolve()
+            display.setdefault(sub, str(resolve_subflow(display[current], ref.path)))
+            if not sub.is_file():
+                continue  # reported by the checker, at the `flow` parameter
+            pending.append(sub)
+    flows = {path_: item for path_, item in loaded.items() if item is not None}
+    main = loaded.get(main_path.resolve())
+    if main is None:
+        return None
+    return check_flow_set(main, flows, display, catalog, diags)
+
+
+def load_flows(path: str | Path, catalog: Catalog | None = None) -> FlowSet:
+    """Load and check; raise FlowError with every problem unless the flows are sound."""
+    diags = Diagnostics()
+    flows = load_flow_set(path, catalog, diags)
+    if flows is None or diags.has_errors:
+        raise FlowError(diags.sorted())
+    return flows
+
+
+def with_flow_id(node: Node, flow_id: str) -> Node:
+    return dataclasses.replace(node, params=dataclasses.replace(node.params, flow_id=flow_id))
+
+
+__all__ = ["Diagnostic", "FlowError", "load_flow_set", "load_flows", "read_flow_text"]

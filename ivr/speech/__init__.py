@@ -1,0 +1,1 @@
+"""Prompts: the catalog of what the engine says, per language."""
