@@ -16,7 +16,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from jinja2 import ChainableUndefined, TemplateSyntaxError
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 MAX_SEQUENCE = 10_000
 MAX_EXPONENT = 1_000
@@ -34,11 +35,9 @@ class _BoundedSandbox(ImmutableSandboxedEnvironment):
             if isinstance(right, int | float) and abs(right) > MAX_EXPONENT:
                 raise SecurityError("exponent too large")
             return operator.pow(left, right)
-        if isinstance(left, str | list | tuple) and isinstance(right, int):
-            if len(left) * right > MAX_SEQUENCE:
-                raise SecurityError("result too long")
-        if isinstance(right, str | list | tuple) and isinstance(left, int):
-            if len(right) * left > MAX_SEQUENCE:
+        for seq, times in ((left, right), (right, left)):
+            sized = isinstance(seq, str | list | tuple) and isinstance(times, int)
+            if sized and len(seq) * times > MAX_SEQUENCE:
                 raise SecurityError("result too long")
         return operator.mul(left, right)
 

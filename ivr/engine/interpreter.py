@@ -122,15 +122,11 @@ def _plain(value: Any) -> Any:
 class Interpreter:
     """Runs the flows of one FlowSet; holds no per-call data itself."""
 
-    def __init__(
-        self,
-        flows: FlowSet,
-        catalog: Catalog | None = None,
-        fallback_queue: str = "agents",
-    ) -> None:
+    def __init__(self, flows: FlowSet, catalog: Catalog | None = None) -> None:
         self.flows = flows
         self.catalog = catalog
-        self.fallback_queue = fallback_queue
+        #: where a call goes when its flow fails at run time (the main flow says)
+        self.fallback_queue = flows.entry.fallback_queue
 
     def start(
         self, call_id: str, caller: str | None = None, language: str | None = None

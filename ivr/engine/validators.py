@@ -71,7 +71,7 @@ def check_resident_id(keys: str, lo: int | None = None, hi: int | None = None) -
         born = dt.date(int(body[6:10]), int(body[10:12]), int(body[12:14]))
     except ValueError:
         return _refuse("the resident ID's date of birth is not a date")
-    if born.year < 1900 or born > dt.date.today():
+    if born.year < 1850 or born > dt.date.today():
         return _refuse("the resident ID's date of birth is out of range")
     if resident_id_check_char(body) != check:
         return _refuse("the resident ID's check character is wrong")

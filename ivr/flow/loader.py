@@ -36,7 +36,6 @@ class LoadedFlow:
     prompts: list[PromptRef] = field(default_factory=list)
     #: node id -> position of the node's key, for nodes whose definition had errors
     broken_nodes: dict[str, Pos] = field(default_factory=dict)
-    fallback_queue: str = "agents"
 
 
 def read_flow_file(path: Path, diags: Diagnostics) -> LoadedFlow | None:
@@ -127,8 +126,9 @@ def _read_flow(tree: YMap, file: str, diags: Diagnostics) -> LoadedFlow | None:
         path=file,
         pos=tree.pos,
         description=values["description"] or "",
+        fallback_queue=values["fallback_queue"] or "agents",
     )
-    return LoadedFlow(flow, ctx.prompts, broken, values["fallback_queue"] or "agents")
+    return LoadedFlow(flow, ctx.prompts, broken)
 
 
 def _top(tree: YMap, key: str, kind: p.Kind, ctx: p.ParseContext) -> Any:

@@ -69,6 +69,8 @@ class Flow:
     path: str
     pos: Pos
     description: str = ""
+    #: where a call goes when the flow fails at run time
+    fallback_queue: str = "agents"
 
     def node(self, node_id: str) -> Node:
         return self.nodes[node_id]

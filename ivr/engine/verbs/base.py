@@ -15,8 +15,8 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from ivr.engine.turn import Event, Gather, Hangup, Transfer
 from ivr.flow.diagnostics import Pos
-from ivr.flow.params import FileRef
 from ivr.flow.model import FlowSet, Node, PromptRef, Target
+from ivr.flow.params import FileRef
 
 # --- steps: what a verb tells the interpreter to do next --------------------
 
