@@ -1,0 +1,1 @@
+"""The bank: customer file, identification, phone PIN, and the data behind them."""

@@ -1,0 +1,72 @@
+"""Database engines from a plain SQLAlchemy URL, with the async driver picked for it.
+
+`sqlite:///ivr.db` runs on aiosqlite in WAL mode with full fsync (a committed
+transfer survives a power cut) and `BEGIN IMMEDIATE` so concurrent writers queue
+instead of failing; `postgresql://...` runs on asyncpg.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
+
+ASYNC_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg"}
+
+
+class DatabaseUrlError(ValueError):
+    pass
+
+
+def async_url(url: str | URL) -> URL:
+    """`sqlite:///x.db` -> `sqlite+aiosqlite:///x.db`; a URL naming a driver is kept."""
+    try:
+        parsed = make_url(url)
+    except Exception as exc:
+        raise DatabaseUrlError(f"DATABASE_URL is not a database URL: {exc}") from None
+    backend = parsed.get_backend_name()
+    driver = ASYNC_DRIVERS.get(backend)
+    if driver is None:
+        raise DatabaseUrlError(f"DATABASE_URL names '{backend}'; use sqlite or postgresql")
+    if parsed.drivername in (backend, f"{backend}+psycopg2", f"{backend}+pysqlite"):
+        parsed = parsed.set(drivername=f"{backend}+{driver}")
+    return parsed
+
+
+def make_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:
+    parsed = async_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_async_engine(parsed, connect_args={"timeout": 30}, **kwargs)
+        _tune_sqlite(engine)
+        return engine
+    kwargs.setdefault("pool_size", 20)
+    kwargs.setdefault("max_overflow", 20)
+    return create_async_engine(parsed, **kwargs)
+
+
+def _tune_sqlite(engine: AsyncEngine) -> None:
+    sync_engine = engine.sync_engine
+
+    @event.listens_for(sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's BEGIN below decide when transactions start.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # Take the write lock at the start: two transfers that both read and then
+        # write would otherwise deadlock on SQLite's lock upgrade.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)

@@ -1,0 +1,1 @@
+"""The central switch: where every transaction of the hotline goes."""
