@@ -35,13 +35,43 @@ def _flow_files(paths: tuple[Path, ...]) -> list[Path]:
 def check_paths(paths: tuple[Path, ...], prompts: Path | None) -> list[Diagnostic]:
     """Check every flow file found; each problem once, in file order."""
     found: dict[Diagnostic, None] = {}
-    for file in _flow_files(paths):
+    files = _flow_files(paths)
+    for file in files:
         diags = Diagnostics()
         catalog = _catalog_for(file, prompts, diags)
         load_flow_set(file, catalog, diags)
         for d in diags.sorted():
             found.setdefault(d, None)
+    for d in _returns_outside_subflows(files):
+        found.setdefault(d, None)
     return sorted(found, key=lambda d: (d.pos, d.message))
+
+
+def _returns_outside_subflows(files: list[Path]) -> list[Diagnostic]:
+    """Warn about `return` in flows that none of the checked flows calls."""
+    from ivr.engine.verbs import REGISTRY
+    from ivr.flow.loader import resolve_subflow
+
+    loaded = {}
+    called: set[Path] = set()
+    for file in files:
+        item = read_flow_file(file, Diagnostics())
+        if item is None:
+            continue
+        loaded[file.resolve()] = item
+        for node in item.flow.nodes.values():
+            ref = REGISTRY[node.verb].subflow(node.params)
+            if ref is not None:
+                called.add(resolve_subflow(str(file), ref.path).resolve())
+    diags = Diagnostics()
+    for path, item in loaded.items():
+        if path in called:
+            continue
+        for node in item.flow.nodes.values():
+            if node.verb == "return":
+                diags.warning(node.pos, f"no checked flow calls '{item.flow.id}', so its 'return' "
+                              "has nothing to return to; run on its own, the call goes to an agent here")
+    return diags.items
 
 
 @click.group()

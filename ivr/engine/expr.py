@@ -12,6 +12,7 @@ simply false before the customer is known.
 from __future__ import annotations
 
 import operator
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -59,7 +60,7 @@ class Expression:
                 source, undefined_to_none=True
             )
         except TemplateSyntaxError as exc:
-            raise ExpressionError(f"expression does not compile: {exc.message}") from None
+            raise ExpressionError(f"expression does not compile: {_plain_words(exc.message or '')}") from None
         except RecursionError:
             raise ExpressionError("expression does not compile: nested too deeply") from None
 
@@ -73,6 +74,27 @@ class Expression:
         if isinstance(value, ChainableUndefined):
             return None
         return value
+
+
+_UNEXPECTED_CHAR = re.compile(r"unexpected char (.+) at (\d+)")
+_EXPECTED_TOKEN = re.compile(r"expected token '([^']+)', got '([^']+)'")
+
+
+def _plain_words(message: str) -> str:
+    """Jinja2's parser speaks of templates and tokens; flow authors write expressions."""
+    if "end of template" in message:
+        return "it ends before it is complete (is a value, bracket or quote missing?)"
+    if "chunk after expression" in message:
+        return "something follows the end of the expression (is an operator missing?)"
+    char = _UNEXPECTED_CHAR.search(message)
+    if char and char.group(1).strip("\"'") == "":
+        return f"a quote is never closed (character {int(char.group(2)) + 1})"
+    if char:
+        return f"{char.group(1)} cannot be used here (character {int(char.group(2)) + 1})"
+    token = _EXPECTED_TOKEN.search(message)
+    if token:
+        return f"did not expect '{token.group(2)}' here (is an operator or quote missing?)"
+    return message
 
 
 def compile_expression(source: str) -> Expression:

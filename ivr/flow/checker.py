@@ -32,7 +32,8 @@ def check_flow_set(
     for path, item in loaded.items():
         other = by_id.get(item.flow.id)
         if other is not None and other is not item:
-            diags.error(item.flow.pos, f"flow id '{item.flow.id}' is also used by {other.flow.path}")
+            where = item.positions.get("flow", item.flow.pos)
+            diags.error(where, f"flow id '{item.flow.id}' is also used by {other.flow.path}")
             continue
         by_id[item.flow.id] = item
         id_of_path[path] = item.flow.id
@@ -42,11 +43,14 @@ def check_flow_set(
         flows[item.flow.id] = _link_subflows(item.flow, id_of_path, diags)
     flow_set = FlowSet(main.flow.id, frozen_map(flows))
     waits = _flows_that_always_wait(flow_set)
+    # A sub-flow with broken nodes cannot say what it returns: do not guess for its callers.
+    unsure = {item.flow.id for item in by_id.values() if item.broken_nodes}
     for item in by_id.values():
         flow = flows[item.flow.id]
-        _check_outcomes(flow, flow_set, item.broken_nodes, diags)
-        if not item.broken_nodes:
+        target_errors = _check_outcomes(flow, flow_set, item, unsure, diags)
+        if not item.broken_nodes and not target_errors:
             _check_reachable(flow, diags)
+        if not item.broken_nodes:
             _check_waitless_loops(flow, waits, diags)
         if catalog is not None:
             _check_prompts(item, catalog, diags)
@@ -73,36 +77,50 @@ def _link_subflows(flow: Flow, id_of_path: Mapping[Path, str], diags: Diagnostic
 
 
 def _check_outcomes(
-    flow: Flow, flows: FlowSet, broken: Mapping[str, object], diags: Diagnostics
-) -> None:
-    known = [*flow.nodes, *broken]
+    flow: Flow, flows: FlowSet, item: LoadedFlow, unsure: set[str], diags: Diagnostics
+) -> int:
+    """Check every outcome and target; returns how many targets do not exist."""
+    known = [*flow.nodes, *item.broken_nodes]
+    missing_targets = 0
     if flow.start not in known:
-        diags.error(flow.pos, f"start node '{flow.start}' does not exist{did_you_mean(flow.start, known)}")
+        where = item.positions.get("start", flow.pos)
+        diags.error(where, f"start node '{flow.start}' does not exist{did_you_mean(flow.start, known)}")
+        missing_targets += 1
     for node in flow.nodes.values():
         verb = REGISTRY[node.verb]
         required = verb.required_outcomes(node.params, flows)
         options = dict(verb.option_targets(node.params))
         allowed = {*required, *options}
-        if verb.name == "call" and node.params.flow_id not in flows.flows:
-            allowed |= set(node.transitions)  # the sub-flow is already reported missing
+        subflow_id = getattr(node.params, "flow_id", None) if verb.subflow(node.params) else None
+        if subflow_id is not None and (subflow_id not in flows.flows or subflow_id in unsure):
+            allowed |= set(node.transitions)  # the sub-flow's own problems are reported there
+        suggested: set[str] = set()
         for outcome, target in node.transitions.items():
             if outcome not in allowed:
                 where = target.key_pos or target.pos
-                if not allowed:
+                if subflow_id is not None and not allowed:
+                    diags.error(where, f"sub-flow '{subflow_id}' has no 'return' node, so this "
+                                f"call never gets outcome '{outcome}'")
+                elif not allowed:
                     diags.error(where, f"{verb.name} ends the call; it has no outcome '{outcome}'")
                 else:
                     names = ", ".join(sorted(allowed))
-                    diags.error(where, f"{verb.name} has no outcome '{outcome}'"
-                                f"{did_you_mean(outcome, allowed)}; its outcomes are: {names}")
+                    hint = did_you_mean(outcome, allowed)
+                    if hint:
+                        suggested.add(hint.split("'")[1])
+                    diags.error(where, f"{verb.name} has no outcome '{outcome}'{hint}; "
+                                f"its outcomes are: {names}")
                 continue
             if target.node not in known:
+                missing_targets += 1
                 diags.error(target.pos, f"'{target.node}' is not a node of flow '{flow.id}'"
                             f"{did_you_mean(target.node, known)}")
         for outcome in required:
-            if outcome not in node.transitions:
+            if outcome not in node.transitions and outcome not in suggested:
                 how = "'next: NODE'" if outcome == "next" else f"'{outcome}: NODE' under 'on:'"
                 diags.error(node.pos, f"node '{node.id}' does not say where outcome '{outcome}' "
                             f"of {verb.name} leads; add {how}")
+    return missing_targets
 
 
 def _edges(node: Node) -> Iterable[str]:
@@ -129,32 +147,38 @@ def _node_waits(node: Node, waiting_flows: set[str]) -> bool:
     verb = REGISTRY[node.verb]
     if verb.waits or verb.ends_call:
         return True
-    return verb.name == "call" and node.params.flow_id in waiting_flows
+    return verb.subflow(node.params) is not None and node.params.flow_id in waiting_flows
 
 
 def _flows_that_always_wait(flows: FlowSet) -> set[str]:
-    """Flows in which every way from start to a `return` passes a wait."""
+    """Flows in which every way from start to a `return` passes a wait.
+
+    A call node waits when its sub-flow always does, so the answer is found by
+    repeating until nothing changes (sub-flows may nest)."""
     result: set[str] = set()
-    for flow in flows.flows.values():
-        if flow.start not in flow.nodes:
+    while True:
+        found = {flow.id for flow in flows.flows.values() if _always_waits(flow, result)}
+        if found == result:
+            return result
+        result = found
+
+
+def _always_waits(flow: Flow, waiting_flows: set[str]) -> bool:
+    if flow.start not in flow.nodes:
+        return False
+    seen = {flow.start}
+    todo = [flow.start]
+    while todo:
+        node = flow.nodes[todo.pop()]
+        if node.verb == "return":
+            return False
+        if _node_waits(node, waiting_flows):
             continue
-        seen = {flow.start}
-        todo = [flow.start]
-        returns_without_wait = False
-        while todo:
-            node = flow.nodes[todo.pop()]
-            if node.verb == "return":
-                returns_without_wait = True
-                break
-            if _node_waits(node, set()):
-                continue
-            for nxt in _edges(node):
-                if nxt in flow.nodes and nxt not in seen:
-                    seen.add(nxt)
-                    todo.append(nxt)
-        if not returns_without_wait:
-            result.add(flow.id)
-    return result
+        for nxt in _edges(node):
+            if nxt in flow.nodes and nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return True
 
 
 def _check_waitless_loops(flow: Flow, waiting_flows: set[str], diags: Diagnostics) -> None:
@@ -235,8 +259,9 @@ def _strongly_connected(graph: Mapping[str, list[str]]) -> list[list[str]]:
 def _check_prompts(item: LoadedFlow, catalog: Catalog, diags: Diagnostics) -> None:
     flow = item.flow
     missing_languages = [lang for lang in flow.languages if lang not in catalog.languages]
+    where = item.positions.get("languages", item.positions.get("language", flow.pos))
     for lang in missing_languages:
-        diags.error(flow.pos, f"the prompt catalog {catalog.root} has no {lang}.yaml "
+        diags.error(where, f"the prompt catalog {catalog.root} has no {lang}.yaml "
                     f"for language '{lang}'")
     for ref in item.prompts:
         absent = [

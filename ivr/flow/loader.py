@@ -36,6 +36,8 @@ class LoadedFlow:
     prompts: list[PromptRef] = field(default_factory=list)
     #: node id -> position of the node's key, for nodes whose definition had errors
     broken_nodes: dict[str, Pos] = field(default_factory=dict)
+    #: where each top-level value (flow, start, languages, ...) was written
+    positions: dict[str, Pos] = field(default_factory=dict)
 
 
 def read_flow_file(path: Path, diags: Diagnostics) -> LoadedFlow | None:
@@ -81,17 +83,21 @@ def _read_flow(tree: YMap, file: str, diags: Diagnostics) -> LoadedFlow | None:
         if tree.get(key) is None:
             diags.error(tree.pos, f"flow is missing '{key}'")
             ok = False
-    try:
-        values["flow"] = _top(tree, "flow", p.identifier, ctx)
-        values["version"] = _top(tree, "version", p.integer(1, 10**6), ctx)
-        values["language"] = _top(tree, "language", _language, ctx)
-        values["languages"] = _top(tree, "languages", _languages, ctx)
-        values["start"] = _top(tree, "start", p.identifier, ctx)
-        values["description"] = _top(tree, "description", p.text, ctx)
-        values["fallback_queue"] = _top(tree, "fallback_queue", p.identifier, ctx)
-    except p.Invalid as exc:
-        diags.error(exc.pos, exc.message)
-        return None
+    kinds: dict[str, p.Kind] = {
+        "flow": p.identifier, "version": p.integer(1, 10**6), "language": _language,
+        "languages": _languages, "start": p.identifier, "description": p.text,
+        "fallback_queue": p.identifier,
+    }
+    for key, kind in kinds.items():
+        top = tree.get(key)
+        values[key] = None
+        if top is None:
+            continue
+        try:
+            values[key] = kind(top.value, ctx)
+        except p.Invalid as exc:
+            diags.error(exc.pos, f"'{key}': {exc.message}")
+            ok = False
     language = values["language"]
     languages = values["languages"] or ((language,) if language else ())
     lang_entry = tree.get("languages")
@@ -103,9 +109,12 @@ def _read_flow(tree: YMap, file: str, diags: Diagnostics) -> LoadedFlow | None:
     broken: dict[str, Pos] = {}
     nodes_entry = tree.get("nodes")
     if nodes_entry is not None:
-        if not isinstance(nodes_entry.value, YMap) or not nodes_entry.value.entries:
+        if not isinstance(nodes_entry.value, YMap):
             diags.error(nodes_entry.value.pos, f"'nodes' must map node names to nodes; "
                         f"got {describe(nodes_entry.value)}")
+            ok = False
+        elif not nodes_entry.value.entries:
+            diags.error(nodes_entry.value.pos, "'nodes' is empty; a flow needs at least its start node")
             ok = False
         else:
             for entry in nodes_entry.value.entries:
@@ -116,6 +125,7 @@ def _read_flow(tree: YMap, file: str, diags: Diagnostics) -> LoadedFlow | None:
                     nodes[entry.key] = node
     if not ok or not values["flow"]:
         return None
+    positions = {e.key: e.value.pos for e in tree.entries}
     flow = Flow(
         id=values["flow"],
         version=values["version"],
@@ -128,12 +138,7 @@ def _read_flow(tree: YMap, file: str, diags: Diagnostics) -> LoadedFlow | None:
         description=values["description"] or "",
         fallback_queue=values["fallback_queue"] or "agents",
     )
-    return LoadedFlow(flow, ctx.prompts, broken)
-
-
-def _top(tree: YMap, key: str, kind: p.Kind, ctx: p.ParseContext) -> Any:
-    entry = tree.get(key)
-    return None if entry is None else kind(entry.value, ctx)
+    return LoadedFlow(flow, ctx.prompts, broken, positions)
 
 
 def _language(value: YValue, ctx: p.ParseContext) -> str:
@@ -186,7 +191,7 @@ def _read_node(
     transitions = _read_transitions(node_id, value, verb, params, ctx, diags)
     if params is None or transitions is None or not ok:
         return None
-    for where, message in verb.problems(params):
+    for where, message in verb.problems(params, ctx.positions):
         diags.error(where, message)
     return Node(node_id, verb.name, params, frozen_map(transitions), pos)
 
@@ -200,15 +205,19 @@ def _read_params(
     ):
         given: dict[str, YValue] = {}
     elif isinstance(value, YMap) and not (
-        verb.shorthand and len(specs) == 1 and value.get(verb.shorthand) is None
+        # `set: {a: 1}` names variables, not parameters; `set: {values: {...}}` is explicit.
+        verb.shorthand and len(specs) == 1 and value.keys() != [verb.shorthand]
     ):
         given = {}
+        unknown = False
         for entry in value.entries:
             if entry.key not in specs:
                 hint = did_you_mean(entry.key, specs)
                 diags.error(entry.key_pos, f"{verb.name} has no parameter '{entry.key}'{hint}")
-                return None
+                unknown = True
             given[entry.key] = entry.value
+        if unknown:
+            return None
     elif verb.shorthand:
         given = {verb.shorthand: value}
     else:
@@ -216,6 +225,7 @@ def _read_params(
         return None
     parsed: dict[str, Any] = {}
     failed = False
+    ctx.positions = {name: v.pos for name, v in given.items()}
     for name, spec in specs.items():
         if name not in given:
             if spec.required:
@@ -225,11 +235,17 @@ def _read_params(
         try:
             parsed[name] = spec.kind(given[name], ctx)
         except p.Invalid as exc:
-            diags.error(exc.pos, f"{verb.name} parameter '{name}': {exc.message}")
+            written = name if name in value_keys(value) else None
+            label = f"{verb.name} parameter '{name}'" if written else verb.name
+            diags.error(exc.pos, f"{label}: {exc.message}")
             failed = True
     if failed:
         return None
     return verb.Params(**parsed)
+
+
+def value_keys(value: YValue) -> list[str]:
+    return value.keys() if isinstance(value, YMap) else []
 
 
 def _read_transitions(

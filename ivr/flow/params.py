@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ivr.engine.expr import ExpressionError, compile_expression
-from ivr.flow.diagnostics import Pos
+from ivr.flow.diagnostics import Pos, did_you_mean
 from ivr.flow.model import ExprRef, PromptRef, Target
 from ivr.flow.source import YMap, YScalar, YSeq, YValue, describe
 
@@ -34,6 +34,8 @@ class ParseContext:
 
     prompts: list[PromptRef] = field(default_factory=list)
     expressions: list[ExprRef] = field(default_factory=list)
+    #: where each parameter of the node being read was written
+    positions: dict[str, Pos] = field(default_factory=dict)
 
 
 Kind = Callable[[YValue, ParseContext], Any]
@@ -105,7 +107,7 @@ def seconds(value: YValue, ctx: ParseContext) -> float:
     if isinstance(v.value, bool) or not isinstance(v.value, int | float):
         raise Invalid(v.pos, f"expected a number of seconds, got {describe(v)}")
     if not 0 < v.value <= 120:
-        raise Invalid(v.pos, f"expected seconds between 0 and 120, got {v.value}")
+        raise Invalid(v.pos, f"expected more than 0 and at most 120 seconds, got {v.value}")
     return float(v.value)
 
 
@@ -114,7 +116,8 @@ def choice(*options: str) -> Kind:
         word = text(value, ctx)
         if word not in options:
             listed = ", ".join(options)
-            raise Invalid(value.pos, f"'{word}' is not one of: {listed}")
+            hint = did_you_mean(word, options)
+            raise Invalid(value.pos, f"'{word}' is not one of: {listed}{hint}")
         return word
 
     return read
@@ -205,7 +208,8 @@ def key_targets(value: YValue, ctx: ParseContext) -> tuple[tuple[str, Target], .
     for entry in value.entries:
         if not entry.key or any(c not in DTMF for c in entry.key):
             raise Invalid(entry.key_pos, f"option '{entry.key}' is not made of keys 0-9, * and #")
-        out.append((entry.key, target(entry.value, ctx)))
+        found = target(entry.value, ctx)
+        out.append((entry.key, Target(found.node, found.pos, entry.key_pos)))
     return tuple(out)
 
 

@@ -116,8 +116,9 @@ class Verb(Generic[P]):
         """The path of the sub-flow this node enters, if any."""
         return None
 
-    def problems(self, params: P) -> list[tuple[Pos, str]]:
-        """Mistakes in how the parameters fit together, found when the flow loads."""
+    def problems(self, params: P, at: Mapping[str, Pos]) -> list[tuple[Pos, str]]:
+        """Mistakes in how the parameters fit together, found when the flow loads.
+        `at` gives where each parameter was written."""
         return []
 
     def run(self, node: Node, params: P, call: Call) -> Step:

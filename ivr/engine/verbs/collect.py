@@ -33,6 +33,7 @@ Outcomes:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ivr.engine.turn import Digits, Event, Gather, NoInput
@@ -82,22 +83,25 @@ class Collect(Verb[CollectParams]):
     waits = True
     outcomes = ("next", "failed")
 
-    def problems(self, params: CollectParams) -> list[tuple[Pos, str]]:
-        where = params.prompt[0].pos
+    def problems(self, params: CollectParams, at: Mapping[str, Pos]) -> list[tuple[Pos, str]]:
+        def where(*names: str) -> Pos:
+            return next((at[n] for n in names if n in at), params.prompt[0].pos)
+
         found = []
         if params.min_digits > params.max_digits:
-            found.append((where, f"min_digits ({params.min_digits}) is more than "
+            found.append((where("min_digits", "max_digits"),
+                          f"min_digits ({params.min_digits}) is more than "
                           f"max_digits ({params.max_digits})"))
         shortest = _SHORTEST.get(params.validate)
         if shortest and params.max_digits < shortest:
-            found.append((where, f"{params.validate} needs max_digits of at least {shortest}"))
-        if "*" in params.terminator and params.validate in (
-            "amount", "cn_resident_id"
-        ):
-            found.append((where, f"'*' cannot end input: {params.validate} uses it as a key"))
+            found.append((where("max_digits", "validate"),
+                          f"{params.validate} needs max_digits of at least {shortest}"))
+        if "*" in params.terminator and params.validate in ("amount", "cn_resident_id"):
+            found.append((where("terminator"),
+                          f"'*' cannot end input: {params.validate} uses it as a key"))
         if (params.min_value is not None and params.max_value is not None
                 and params.min_value > params.max_value):
-            found.append((where, "min_value is more than max_value"))
+            found.append((where("min_value"), "min_value is more than max_value"))
         return found
 
     def run(self, node: Node, params: CollectParams, call: Call) -> Step:

@@ -23,6 +23,7 @@ Outcomes:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ivr.engine.turn import Digits, Event, Gather, NoInput
@@ -68,10 +69,10 @@ class Menu(Verb[MenuParams]):
     def option_targets(self, params: MenuParams) -> tuple[tuple[str, Target], ...]:
         return params.options
 
-    def problems(self, params: MenuParams) -> list[tuple[Pos, str]]:
+    def problems(self, params: MenuParams, at: Mapping[str, Pos]) -> list[tuple[Pos, str]]:
         for key, target in params.options:
             if key == params.agent_key:
-                return [(target.pos, f"option '{key}' is also the agent key; "
+                return [(target.key_pos or target.pos, f"option '{key}' is also the agent key; "
                          "set agent_key to another key or to ''")]
         return []
 
