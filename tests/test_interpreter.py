@@ -384,43 +384,61 @@ def test_a_waiting_call_needs_an_event(hotline: Interpreter) -> None:
 
 def test_state_from_a_newer_engine_is_refused() -> None:
     data = {"version": 99, "call_id": "x", "flow": "f", "node": "n", "language": "zh-CN"}
-    with pytest.raises(StateError, match="version 99, newer than this engine's 1"):
+    with pytest.raises(StateError, match="version 99, newer than this engine's 2"):
         CallState.from_json(json.dumps(data))
 
 
 @pytest.mark.parametrize(
     ("text", "message"),
     [("{", "not JSON"), ("[]", "not a JSON object"), ('{"call_id": "x"}', "no version"),
-     ('{"version": 1, "call_id": "x"}', "wrong shape"),
-     ('{"version": 1, "call_id": "x", "flow": "f", "node": "n", "language": "l", "status": "odd"}',
-      "unknown status")],
+     ('{"version": 2, "call_id": "x"}', "wrong shape"),
+     ('{"version": 2, "call_id": "x", "flow": "f", "node": "n", "language": "l", "status": "odd"}',
+      "unknown status"),
+     ('{"version": 2, "call_id": "x", "flow": "f", "node": "n", "language": "l", "auth": "god"}',
+      "unknown auth level")],
 )
 def test_broken_state_is_refused_clearly(text: str, message: str) -> None:
     with pytest.raises(StateError, match=message):
         CallState.from_json(text)
 
 
-def test_old_state_is_migrated(monkeypatch: pytest.MonkeyPatch, hotline: Interpreter) -> None:
+def test_version_1_state_is_migrated(hotline: Interpreter) -> None:
     state = hotline.start("c1")
     hotline.advance(state)
     old = state.to_dict()
+    del old["customer_id"], old["auth"]
     old["version"] = 1
-    old["vars"] = old.pop("variables")  # what version 1 would have called it
+    restored = CallState.from_dict(old)
+    assert restored == state
+    assert (restored.customer_id, restored.auth, restored.version) == (None, "none", 2)
+
+
+def test_migrations_chain(monkeypatch: pytest.MonkeyPatch, hotline: Interpreter) -> None:
+    state = hotline.start("c1")
+    hotline.advance(state)
+    old = state.to_dict()
+    del old["customer_id"], old["auth"]
+    old["version"] = 1
+    old["vars"] = old.pop("variables")  # as a version 1 state might have called it
 
     def v1_to_v2(data: dict[str, object]) -> dict[str, object]:
         data = dict(data)
         data["variables"] = data.pop("vars")
-        data["version"] = 2
-        return data
+        return {**data, "customer_id": None, "auth": "none", "version": 2}
 
-    monkeypatch.setattr(state_module, "STATE_VERSION", 2)
+    def v2_to_v3(data: dict[str, object]) -> dict[str, object]:
+        return {**data, "version": 3}
+
+    monkeypatch.setattr(state_module, "STATE_VERSION", 3)
     monkeypatch.setitem(state_module.MIGRATIONS, 1, v1_to_v2)
+    monkeypatch.setitem(state_module.MIGRATIONS, 2, v2_to_v3)
     restored = CallState.from_dict(old)
-    assert restored.variables == state.variables and restored.version == 2
+    assert restored.variables == state.variables and restored.version == 3
 
 
 def test_too_old_state_without_a_migration_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(state_module, "STATE_VERSION", 3)
+    monkeypatch.setattr(state_module, "STATE_VERSION", 4)
+    monkeypatch.delitem(state_module.MIGRATIONS, 1)
     data = {"version": 1, "call_id": "x", "flow": "f", "node": "n", "language": "zh-CN"}
     with pytest.raises(StateError, match="version 1 is too old"):
         CallState.from_dict(data)

@@ -10,15 +10,17 @@ silence.
 
 from __future__ import annotations
 
+import inspect
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Generator, Mapping
 from typing import Any
 
 from ivr.engine.expr import ExpressionError
-from ivr.engine.state import CallState, Frame, StateError
+from ivr.engine.services import Services
+from ivr.engine.state import AuthLevel, CallState, Frame, StateError
 from ivr.engine.turn import CallerHangup, Event, Gather, Hangup, Segment, Transfer, Turn
 from ivr.engine.verbs import REGISTRY
-from ivr.engine.verbs.base import End, Enter, Go, Return, Step, Wait
+from ivr.engine.verbs.base import Await, End, Enter, Go, Return, Step, Wait
 from ivr.flow.model import FlowSet, Node, PromptRef
 from ivr.speech.catalog import Catalog
 
@@ -39,14 +41,45 @@ class FlowRuntimeError(Exception):
 class _Call:
     """What verbs see of the call while one turn is being computed."""
 
-    __slots__ = ("_catalog", "_flows", "_media", "_state", "secrets")
+    __slots__ = ("_catalog", "_flows", "_media", "_services", "_state", "secrets")
 
-    def __init__(self, state: CallState, flows: FlowSet, catalog: Catalog | None) -> None:
+    def __init__(self, state: CallState, flows: FlowSet, catalog: Catalog | None,
+                 services: Services | None) -> None:
         self._state = state
         self._flows = flows
         self._catalog = catalog
+        self._services = services
         self._media: list[Segment] = []
         self.secrets: dict[str, str] = {}
+
+    @property
+    def call_id(self) -> str:
+        return self._state.call_id
+
+    @property
+    def services(self) -> Services:
+        if self._services is None:
+            raise FlowRuntimeError("this flow talks to the bank, but no bank was configured")
+        return self._services
+
+    @property
+    def customer_id(self) -> int | None:
+        return self._state.customer_id
+
+    @property
+    def auth(self) -> AuthLevel:
+        return self._state.auth
+
+    def identified(self, customer_id: int, level: AuthLevel) -> None:
+        if self._state.customer_id not in (None, customer_id):
+            # A different customer: whatever the first one proved does not carry over.
+            self._state.auth = "none"
+        self._state.customer_id = customer_id
+        self._state.auth = level
+
+    def idempotency_key(self, node: Node) -> str:
+        state = self._state
+        return f"{state.call_id}:{state.flow}:{node.id}:{state.turns}"
 
     @property
     def language(self) -> str:
@@ -122,9 +155,11 @@ def _plain(value: Any) -> Any:
 class Interpreter:
     """Runs the flows of one FlowSet; holds no per-call data itself."""
 
-    def __init__(self, flows: FlowSet, catalog: Catalog | None = None) -> None:
+    def __init__(self, flows: FlowSet, catalog: Catalog | None = None,
+                 services: Services | None = None) -> None:
         self.flows = flows
         self.catalog = catalog
+        self.services = services
         #: where a call goes when its flow fails at run time (the main flow says)
         self.fallback_queue = flows.entry.fallback_queue
 
@@ -139,19 +174,52 @@ class Interpreter:
     def advance(self, state: CallState, event: Event | None = None) -> Turn:
         """Run the call on from `state` with the caller's `event`; update `state`.
 
-        `state` is changed only when the turn is complete, so a failure leaves
-        it as it was.
+        For flows that use no services (bank, switch); `advance_async` runs any flow.
+        `state` is changed only when the turn is complete, so a failure leaves it
+        as it was.
         """
+        work = self._begin(state)
+        turn_steps = self._turn(work, event)
+        try:
+            pending = next(turn_steps)
+        except StopIteration as done:
+            return self._commit(state, work, done.value)
+        if inspect.iscoroutine(pending):
+            pending.close()
+        turn_steps.close()
+        raise FlowRuntimeError("this flow talks to the bank; run it with advance_async")
+
+    async def advance_async(self, state: CallState, event: Event | None = None) -> Turn:
+        """`advance` for any flow, awaiting the bank and the switch where a verb asks."""
+        work = self._begin(state)
+        turn_steps = self._turn(work, event)
+        result: Any = None
+        failure: BaseException | None = None
+        while True:
+            try:
+                pending = turn_steps.throw(failure) if failure else turn_steps.send(result)
+            except StopIteration as done:
+                return self._commit(state, work, done.value)
+            failure = None
+            try:
+                result = await pending
+            except Exception as exc:  # handed to the turn, which decides what it means
+                failure = exc
+
+    def _begin(self, state: CallState) -> CallState:
         if state.status == "ended":
             raise CallEnded(f"call {state.call_id} has already ended ({state.end_reason})")
-        work = state.copy()
-        turn = self._advance(work, event)
+        return state.copy()
+
+    @staticmethod
+    def _commit(state: CallState, work: CallState, turn: Turn) -> Turn:
         work.turns += 1
         state.__dict__.update(work.__dict__)
         return turn
 
-    def _advance(self, state: CallState, event: Event | None) -> Turn:
-        call = _Call(state, self.flows, self.catalog)
+    def _turn(self, state: CallState, event: Event | None) -> Generator[Awaitable[Step], Step, Turn]:
+        """One turn, as a generator that yields whatever must be awaited."""
+        call = _Call(state, self.flows, self.catalog, self.services)
         if isinstance(event, CallerHangup):
             state.status = "ended"
             state.end_reason = "caller_hangup"
@@ -167,6 +235,9 @@ class Interpreter:
                     raise StateError("a waiting call needs the caller's event to go on")
                 step = REGISTRY[node.verb].resume(node, node.params, call, event)
             for _ in range(MAX_STEPS_PER_TURN):
+                if isinstance(step, Await):
+                    step = yield step.work()
+                    continue
                 if isinstance(step, Wait):
                     state.status = "waiting"
                     return Turn(call.take_media(), step.gather)

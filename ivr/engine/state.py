@@ -13,9 +13,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 Status = Literal["new", "waiting", "ended"]
+#: how far the caller has proved who they are: not at all, identified, or with the PIN
+AuthLevel = Literal["none", "identified", "pin"]
 
 
 class StateError(Exception):
@@ -44,6 +46,9 @@ class CallState:
     steps: int = 0
     turns: int = 0
     end_reason: str | None = None
+    #: the bank's internal id of the identified customer (never a card or ID number)
+    customer_id: int | None = None
+    auth: AuthLevel = "none"
     version: int = STATE_VERSION
 
     def copy(self) -> CallState:
@@ -75,11 +80,18 @@ class CallState:
             raise StateError(f"saved call state has the wrong shape: {exc}") from None
         if state.status not in ("new", "waiting", "ended"):
             raise StateError(f"saved call state has unknown status '{state.status}'")
+        if state.auth not in ("none", "identified", "pin"):
+            raise StateError(f"saved call state has unknown auth level '{state.auth}'")
         return state
 
 
+def _v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 2 knows who the caller is: nobody yet, for calls saved before it."""
+    return {**data, "customer_id": None, "auth": "none", "version": 2}
+
+
 # Each migration takes a state dict of version N and returns version N + 1.
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2}
 
 
 def migrate(data: dict[str, Any]) -> dict[str, Any]:

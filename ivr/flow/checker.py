@@ -90,7 +90,7 @@ def _check_outcomes(
         verb = REGISTRY[node.verb]
         required = verb.required_outcomes(node.params, flows)
         options = dict(verb.option_targets(node.params))
-        allowed = {*required, *options}
+        allowed = {*required, *options, *verb.optional_outcomes(node.params)}
         subflow_id = getattr(node.params, "flow_id", None) if verb.subflow(node.params) else None
         if subflow_id is not None and (subflow_id not in flows.flows or subflow_id in unsure):
             allowed |= set(node.transitions)  # the sub-flow's own problems are reported there

@@ -201,7 +201,7 @@ def _read_params(
 ) -> Any:
     specs = p.specs(verb.Params)
     if isinstance(value, YScalar) and value.value is None and not any(
-        s.required for s in specs.values()
+        s.required for _, s in specs.values()
     ):
         given: dict[str, YValue] = {}
     elif isinstance(value, YMap) and not (
@@ -226,14 +226,14 @@ def _read_params(
     parsed: dict[str, Any] = {}
     failed = False
     ctx.positions = {name: v.pos for name, v in given.items()}
-    for name, spec in specs.items():
+    for name, (field_name, spec) in specs.items():
         if name not in given:
             if spec.required:
                 diags.error(verb_pos, f"{verb.name} is missing required parameter '{name}'")
                 failed = True
             continue
         try:
-            parsed[name] = spec.kind(given[name], ctx)
+            parsed[field_name] = spec.kind(given[name], ctx)
         except p.Invalid as exc:
             written = name if name in value_keys(value) else None
             label = f"{verb.name} parameter '{name}'" if written else verb.name

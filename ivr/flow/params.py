@@ -47,20 +47,27 @@ class Spec:
     type_name: str
     required: bool
     doc: str
+    #: the name written in YAML when it cannot be the field's (`with` is a Python keyword)
+    key: str | None = None
 
 
-def param(kind: Kind, type_name: str, *, default: Any = dataclasses.MISSING, doc: str = "") -> Any:
+def param(kind: Kind, type_name: str, *, default: Any = dataclasses.MISSING, doc: str = "",
+          key: str | None = None) -> Any:
     """Declare a verb parameter; without a default it is required."""
-    spec = Spec(kind, type_name, default is dataclasses.MISSING, doc)
+    spec = Spec(kind, type_name, default is dataclasses.MISSING, doc, key)
     if default is dataclasses.MISSING:
         return field(metadata={"spec": spec})
     return field(default=default, metadata={"spec": spec})
 
 
-def specs(params_type: type) -> dict[str, Spec]:
-    return {
-        f.name: f.metadata["spec"] for f in dataclasses.fields(params_type) if "spec" in f.metadata
-    }
+def specs(params_type: type) -> dict[str, tuple[str, Spec]]:
+    """YAML key -> (field name, spec) for each parameter of a verb."""
+    out: dict[str, tuple[str, Spec]] = {}
+    for f in dataclasses.fields(params_type):
+        if "spec" in f.metadata:
+            spec: Spec = f.metadata["spec"]
+            out[spec.key or f.name] = (f.name, spec)
+    return out
 
 
 def _scalar(value: YValue, expected: str) -> YScalar:

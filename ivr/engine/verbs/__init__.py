@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from ivr.engine.verbs import (  # noqa: F401  (imported to register)
+    authenticate,
     branch,
     call,
     collect,
     hangup,
+    identify,
     menu,
     return_,
     say,
     set,
+    transact,
     transfer,
 )
 from ivr.engine.verbs.base import REGISTRY, Verb

@@ -9,10 +9,12 @@ caller's event when a waiting node gets an answer; both return a Step.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
+from ivr.engine.services import Services
+from ivr.engine.state import AuthLevel
 from ivr.engine.turn import Event, Gather, Hangup, Transfer
 from ivr.flow.diagnostics import Pos
 from ivr.flow.model import FlowSet, Node, PromptRef, Target
@@ -56,7 +58,18 @@ class Return:
     outcome: str
 
 
-Step = Go | Wait | End | Enter | Return
+@dataclass(frozen=True)
+class Await:
+    """Ask a service (the bank, the switch); `work` gives the next step when done.
+
+    Only verbs that talk to services return this; the interpreter awaits `work()`
+    and carries on with the step it returns. The call state is saved only at the
+    next wait, so a service call and what follows it are one unit."""
+
+    work: Callable[[], Awaitable[Step]]
+
+
+Step = Go | Wait | End | Enter | Return | Await
 
 
 class Call(Protocol):
@@ -80,6 +93,28 @@ class Call(Protocol):
         ...
 
     def set_variable(self, name: str, value: Any) -> None: ...
+
+    @property
+    def call_id(self) -> str: ...
+
+    @property
+    def services(self) -> Services:
+        """The bank and the switch, or a FlowRuntimeError when none were given."""
+        ...
+
+    @property
+    def customer_id(self) -> int | None: ...
+
+    @property
+    def auth(self) -> AuthLevel: ...
+
+    def identified(self, customer_id: int, level: AuthLevel) -> None:
+        """Record who the caller is and how they proved it."""
+        ...
+
+    def idempotency_key(self, node: Node) -> str:
+        """A key for a request made at this node in this turn: a retried turn gets the same."""
+        ...
 
     def counter(self, name: str) -> int:
         """A per-node counter (retries), kept in the state."""
@@ -107,6 +142,10 @@ class Verb(Generic[P]):
 
     def required_outcomes(self, params: P, flows: FlowSet | None = None) -> tuple[str, ...]:
         return self.outcomes
+
+    def optional_outcomes(self, params: P) -> tuple[str, ...]:
+        """Outcomes a node may handle separately; unhandled, they fall back to a required one."""
+        return ()
 
     def option_targets(self, params: P) -> tuple[tuple[str, Target], ...]:
         """Outcomes whose targets are written inside the parameters (menu options)."""
