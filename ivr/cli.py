@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import click
 
-from ivr.channels.console import play_call
+from ivr.bank.runtime import BankNotReady, open_services
+from ivr.channels.console import ConsoleResult, play_call_async
+from ivr.config import get_settings
 from ivr.engine.interpreter import Interpreter
 from ivr.flow.diagnostics import Diagnostic, Diagnostics, FlowError
 from ivr.flow.loader import load_flow_set, load_flows, read_flow_file
+from ivr.flow.model import FlowSet
 from ivr.speech.catalog import Catalog, find_catalog_folder
 
 FLOW_SUFFIXES = (".yaml", ".yml")
@@ -104,7 +108,7 @@ def check(paths: tuple[Path, ...], prompts: Path | None) -> None:
     sys.exit(1 if errors else 0)
 
 
-def _load_or_exit(flow: Path, prompts: Path | None) -> tuple[Interpreter, str]:
+def _load_or_exit(flow: Path, prompts: Path | None) -> tuple[FlowSet, Catalog | None]:
     diags = Diagnostics()
     catalog = _catalog_for(flow, prompts, diags)
     try:
@@ -114,7 +118,14 @@ def _load_or_exit(flow: Path, prompts: Path | None) -> tuple[Interpreter, str]:
             click.echo(str(d), err=True)
         click.echo(f"{flow}: the flow has errors; fix them and run 'ivr check {flow}'", err=True)
         sys.exit(1)
-    return Interpreter(flows, catalog), flows.entry.id
+    return flows, catalog
+
+
+def _uses_services(flows: FlowSet) -> bool:
+    from ivr.engine.verbs import REGISTRY
+
+    return any(REGISTRY[node.verb].uses_services
+               for flow in flows.flows.values() for node in flow.nodes.values())
 
 
 def _interactive() -> Iterator[str | None]:
@@ -144,8 +155,8 @@ def _interactive() -> Iterator[str | None]:
 @prompts_option
 def call(flow: Path, caller: str | None, lang: str | None, keys: str | None,
          save_restore: bool, prompts: Path | None) -> None:
-    """Play a call of FLOW in the terminal."""
-    interpreter, _ = _load_or_exit(flow, prompts)
+    """Play a call of FLOW in the terminal (against the bank at DATABASE_URL)."""
+    flows, catalog = _load_or_exit(flow, prompts)
     if keys is not None:
         bad = sorted({c for c in keys if c not in "0123456789*#,"})
         if bad:
@@ -154,8 +165,20 @@ def call(flow: Path, caller: str | None, lang: str | None, keys: str | None,
         answers: Iterator[str | None] = iter(keys.split(","))
     else:
         answers = _interactive()
-    result = play_call(interpreter, answers, caller=caller, language=lang,
-                       save_restore=save_restore, echo=click.echo)
+    async def run() -> ConsoleResult:
+        if not _uses_services(flows):
+            return await play_call_async(Interpreter(flows, catalog), answers, caller=caller,
+                                         language=lang, save_restore=save_restore, echo=click.echo)
+        async with open_services(get_settings()) as services:
+            return await play_call_async(Interpreter(flows, catalog, services), answers,
+                                         caller=caller, language=lang,
+                                         save_restore=save_restore, echo=click.echo)
+
+    try:
+        result = asyncio.run(run())
+    except BankNotReady as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
     if not result.ended_normally:
         if result.end_reason == "caller_hangup" and keys is not None:
             click.echo("the scripted keys ran out before the call ended", err=True)
@@ -189,6 +212,11 @@ def graph(flow: Path, fmt: str, output: Path | None) -> None:
         output.write_text(text, encoding="utf-8")
         click.echo(f"wrote {output}", err=True)
 
+
+from ivr.bank import cli as _bank_cli  # noqa: E402  (adds `ivr db` and `ivr bank`)
+
+main.add_command(_bank_cli.db)
+main.add_command(_bank_cli.bank)
 
 if __name__ == "__main__":
     main()

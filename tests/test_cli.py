@@ -11,13 +11,26 @@ import pytest
 from tests.conftest import ROOT
 
 IVR = [sys.executable, "-m", "ivr.cli"]
-HOTLINE = str(ROOT / "flows" / "hotline.yaml")
+# The console mechanics run on the first hotline, which needs no bank.
+HOTLINE = str(ROOT / "tests" / "fixtures" / "flows" / "hotline_v1.yaml")
+BANK_HOTLINE = str(ROOT / "flows" / "hotline.yaml")
 
 
 def ivr(*args: str, env: dict[str, str] | None = None, input: str | None = None
         ) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*IVR, *args], capture_output=True, text=True, cwd=ROOT, env=env,
-                          input=input, timeout=60, check=False)
+                          input=input, timeout=120, check=False)
+
+
+@pytest.fixture(scope="module")
+def bank_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """An environment whose DATABASE_URL is a fresh, migrated and seeded demo bank."""
+    folder = tmp_path_factory.mktemp("bank")
+    env = dict(os.environ, DATABASE_URL=f"sqlite:///{folder / 'ivr.db'}", IVR_PIN_HASH_COST="10")
+    assert ivr("db", "upgrade", env=env).returncode == 0
+    seeded = ivr("bank", "seed", env=env)
+    assert seeded.returncode == 0, seeded.stderr
+    return env
 
 
 def test_scripted_call_completes() -> None:
@@ -30,6 +43,49 @@ def test_scripted_call_completes() -> None:
     assert "IVR: Sorry, balances cannot be read out at the moment." in lines
     assert lines[-1] == "END: transferred to queue 'cards' (transfer) with reason=card_loss, card_tail=1111"
     assert "4111111111111111" not in done.stdout + done.stderr
+
+
+def test_seed_prints_identities_and_calls_use_them(bank_env: dict[str, str]) -> None:
+    seeded = ivr("bank", "seed", "--if-empty", env=bank_env)
+    assert seeded.returncode == 0 and "nothing seeded" in seeded.stderr
+    again = ivr("bank", "seed", env=bank_env)
+    assert again.returncode == 1
+    assert "already has 12 customers; use --reset" in again.stderr
+    listing = ivr("bank", "seed", "--reset", env=bank_env).stdout.splitlines()
+    header = listing[1].split("\t")
+    zhang = dict(zip(header, listing[2].split("\t"), strict=True))
+    keys = f"1,1,1,{zhang['card']}#,{zhang['PIN']},1,0"
+    done = ivr("call", BANK_HOTLINE, "--keys", keys, env=bank_env)
+    assert done.returncode == 0, done.stderr
+    assert "IVR: 您的可用余额合计18518.50元。" in done.stdout
+    assert zhang["card"] not in done.stdout and zhang["PIN"] not in done.stdout
+
+
+def test_operator_commands_are_masked(bank_env: dict[str, str]) -> None:
+    shown = ivr("bank", "show", "C0002", env=bank_env)
+    assert shown.returncode == 0, shown.stderr
+    assert "************0002" in shown.stdout and "6217000000000002" not in shown.stdout
+    assert "**** ****" in shown.stdout
+    listing = ivr("bank", "show", env=bank_env)
+    assert "C0005" in listing.stdout and "locked" in listing.stdout
+    unlocked = ivr("bank", "unlock", "C0005", "--operator", "ops-7", env=bank_env)
+    assert unlocked.returncode == 0
+    assert unlocked.stdout.strip() == "phone banking unlocked for C0005 (by ops-7, audited)"
+    missing = ivr("bank", "unlock", "C0099", env=bank_env)
+    assert missing.returncode == 1 and "no customer C0099" in missing.stderr
+    assert ivr("bank", "show", "C0099", env=bank_env).returncode == 1
+
+
+def test_a_call_without_a_bank_says_what_to_run(tmp_path: Path) -> None:
+    env = dict(os.environ, DATABASE_URL=f"sqlite:///{tmp_path / 'empty.db'}")
+    done = ivr("call", BANK_HOTLINE, "--keys", "1", env=env)
+    assert done.returncode == 1
+    assert "has no bank tables yet: run 'ivr db upgrade', then 'ivr bank seed'" in done.stderr
+    assert ivr("db", "upgrade", env=env).returncode == 0
+    empty = ivr("call", BANK_HOTLINE, "--keys", "1", env=env)
+    assert "has no customers: run 'ivr bank seed'" in empty.stderr
+    bad = ivr("db", "upgrade", env=dict(os.environ, DATABASE_URL="mysql://x@y/z"))
+    assert bad.returncode == 1 and "use sqlite or postgresql" in bad.stderr
 
 
 def test_scripted_call_with_save_restore_prints_the_same() -> None:
@@ -71,12 +127,12 @@ def test_a_flow_with_errors_does_not_run(tmp_path: Path) -> None:
 
 
 def test_graph_svg_is_valid_and_shows_every_node() -> None:
-    done = ivr("graph", HOTLINE, "--format", "svg")
+    done = ivr("graph", BANK_HOTLINE, "--format", "svg")
     assert done.returncode == 0, done.stderr
     root = ET.fromstring(done.stdout)
     assert root.tag == "{http://www.w3.org/2000/svg}svg"
     titles = {t.text for t in root.iter("{http://www.w3.org/2000/svg}title")}
-    assert {"welcome", "main_menu", "agent", "main_menu->agent"} <= titles
+    assert {"welcome", "main_menu", "check_pin", "send_transfer", "main_menu->agent"} <= titles
 
 
 def test_graph_writes_a_file_and_marks_unreachable_nodes(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ivr.bank.models import (
@@ -129,11 +129,21 @@ async def seed(engine: AsyncEngine, settings: Settings, reset: bool = False) -> 
             raise AlreadySeeded(f"the database already has {count} customers; "
                                 "use --reset to replace everything with the demo bank")
         if reset:
-            for table in reversed(Base.metadata.sorted_tables):
-                await conn.execute(table.delete())
+            await _empty_every_table(conn)
         customers = demo_customers()
         await _seed(conn, settings, customers)
     return customers
+
+
+async def _empty_every_table(conn: AsyncConnection) -> None:
+    tables = Base.metadata.sorted_tables
+    if conn.dialect.name == "postgresql":
+        # Restart the ids too, so a reseeded demo bank is the same bank again.
+        names = ", ".join(t.name for t in tables)
+        await conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        return
+    for table in reversed(tables):
+        await conn.execute(table.delete())
 
 
 async def _seed(conn: AsyncConnection, settings: Settings, customers: list[DemoCustomer]) -> None:

@@ -79,6 +79,8 @@ class CustomerView:
             "language": self.language, "has_credit_card": self.has_credit_card,
             "overdue_days": self.overdue_days, "accounts": self.accounts, "cards": self.cards,
             "payees": self.payees, "payee_count": len(self.payees),
+            # what a caller keys to choose a payee -> that payee
+            "payee_by_number": {str(p["position"]): p for p in self.payees},
             "preferences": self.preferences,
         }
 

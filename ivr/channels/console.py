@@ -8,6 +8,7 @@ wait, as a real caller's would be.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -81,6 +82,22 @@ def play_call(
     save_restore: bool = False,
     echo: Callable[[str], None] | None = None,
 ) -> ConsoleResult:
+    """`play_call_async` for callers without an event loop of their own."""
+    return asyncio.run(play_call_async(
+        interpreter, answers, caller=caller, language=language, call_id=call_id,
+        save_restore=save_restore, echo=echo))
+
+
+async def play_call_async(
+    interpreter: Interpreter,
+    answers: Iterator[str | None],
+    *,
+    caller: str | None = None,
+    language: str | None = None,
+    call_id: str = "console",
+    save_restore: bool = False,
+    echo: Callable[[str], None] | None = None,
+) -> ConsoleResult:
     """Run one call. `answers` yields each entry; None means the caller hangs up.
 
     With `save_restore`, the state goes through JSON at every wait, exactly as
@@ -94,7 +111,7 @@ def play_call(
             echo(line)
 
     state = interpreter.start(call_id, caller=caller, language=language)
-    turn = interpreter.advance(state)
+    turn = await interpreter.advance_async(state)
     type_ahead = ""
     while True:
         for segment in turn.media:
@@ -114,7 +131,7 @@ def play_call(
             entry = None if answer is None else type_ahead + answer
         if entry is None:
             say("CALLER: (hangs up)")
-            turn = interpreter.advance(state, CallerHangup())
+            turn = await interpreter.advance_async(state, CallerHangup())
             say(describe_end(turn))
             result.end_reason = "caller_hangup"
             break
@@ -125,6 +142,6 @@ def play_call(
             assert isinstance(event, Digits)
             shown = "*" * len(event.keys) if gather.secret else event.keys
             say(f"CALLER: {shown}")
-        turn = interpreter.advance(state, event)
+        turn = await interpreter.advance_async(state, event)
     result.state = state
     return result

@@ -34,6 +34,7 @@ class AuthenticateParams:
 class Authenticate(Verb[AuthenticateParams]):
     name = "authenticate"
     Params = AuthenticateParams
+    uses_services = True
     outcomes = ("next", "wrong", "locked")
 
     def optional_outcomes(self, params: AuthenticateParams) -> tuple[str, ...]:

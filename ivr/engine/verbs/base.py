@@ -139,6 +139,8 @@ class Verb(Generic[P]):
     waits: ClassVar[bool] = False
     #: True when the verb ends the call (no outcomes)
     ends_call: ClassVar[bool] = False
+    #: True when the verb talks to the bank or the switch (it needs Services)
+    uses_services: ClassVar[bool] = False
 
     def required_outcomes(self, params: P, flows: FlowSet | None = None) -> tuple[str, ...]:
         return self.outcomes

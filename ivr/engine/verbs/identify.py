@@ -46,6 +46,7 @@ def fall_back(node: Node, outcome: str, general: str) -> Go:
 class Identify(Verb[IdentifyParams]):
     name = "identify"
     Params = IdentifyParams
+    uses_services = True
     outcomes = ("next", "not_identified")
 
     def optional_outcomes(self, params: IdentifyParams) -> tuple[str, ...]:

@@ -123,6 +123,7 @@ def answer_variables(result: Any) -> dict[str, Any]:
 class Transact(Verb[TransactParams]):
     name = "transact"
     Params = TransactParams
+    uses_services = True
     outcomes = ("next", "declined", "unavailable")
 
     def optional_outcomes(self, params: TransactParams) -> tuple[str, ...]:

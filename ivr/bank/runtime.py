@@ -1,0 +1,54 @@
+"""Opening the bank for a process: engine, services, and a clear word if it is not set up."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ivr.bank.db import make_engine
+from ivr.bank.service import Bank
+from ivr.clock import Clock
+from ivr.config import Settings
+from ivr.engine.services import Services
+from ivr.switch.ledger import LedgerSwitch
+
+
+class BankNotReady(Exception):
+    """The database is missing, unreachable, not migrated or has no customers."""
+
+
+async def check_ready(engine: AsyncEngine, url: str, need_customers: bool = True) -> None:
+    try:
+        async with engine.connect() as conn:
+            try:
+                await conn.execute(text("SELECT version_num FROM alembic_version"))
+            except DBAPIError:
+                raise BankNotReady(
+                    f"the database {url} has no bank tables yet: run 'ivr db upgrade', "
+                    "then 'ivr bank seed' for the demo bank") from None
+            if need_customers:
+                count = (await conn.execute(text("SELECT count(*) FROM customers"))).scalar_one()
+                if not count:
+                    raise BankNotReady(f"the database {url} has no customers: "
+                                       "run 'ivr bank seed' for the demo bank")
+    except (OSError, DBAPIError) as exc:
+        raise BankNotReady(f"cannot reach the database {url}: {exc}") from None
+
+
+@asynccontextmanager
+async def open_services(settings: Settings, clock: Clock | None = None) -> AsyncIterator[Services]:
+    """The bank and the switch this process uses, closed again on exit."""
+    if settings.switch_url != "embedded":
+        raise BankNotReady(f"SWITCH_URL '{settings.switch_url}' is not supported yet; "
+                           "use 'embedded' (the ledger on the bank's database)")
+    engine = make_engine(settings.database_url)
+    try:
+        await check_ready(engine, settings.database_url)
+        yield Services(bank=Bank(engine, settings, clock),
+                       switch=LedgerSwitch(engine, settings, clock))
+    finally:
+        await engine.dispose()
