@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
@@ -48,24 +47,9 @@ def make_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:
 
 
 def _tune_sqlite(engine: AsyncEngine) -> None:
-    sync_engine = engine.sync_engine
+    from ivr.bank.units import tune_sqlite as tune
 
-    @event.listens_for(sync_engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Let SQLAlchemy's BEGIN below decide when transactions start.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=FULL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.close()
-
-    @event.listens_for(sync_engine, "begin")
-    def _on_begin(conn: Any) -> None:
-        # Take the write lock at the start: two transfers that both read and then
-        # write would otherwise deadlock on SQLite's lock upgrade.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    tune(engine.sync_engine)
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -46,9 +46,12 @@ async def open_services(settings: Settings, clock: Clock | None = None) -> Async
         raise BankNotReady(f"SWITCH_URL '{settings.switch_url}' is not supported yet; "
                            "use 'embedded' (the ledger on the bank's database)")
     engine = make_engine(settings.database_url)
+    switch: LedgerSwitch | None = None
     try:
         await check_ready(engine, settings.database_url)
-        yield Services(bank=Bank(engine, settings, clock),
-                       switch=LedgerSwitch(engine, settings, clock))
+        switch = LedgerSwitch(engine, settings, clock)
+        yield Services(bank=Bank(engine, settings, clock), switch=switch)
     finally:
+        if switch is not None:
+            switch.close()
         await engine.dispose()

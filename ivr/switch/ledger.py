@@ -6,19 +6,22 @@ database transaction as the balance changes. A debit is one conditional UPDATE
 overdraw an account. Daily limits are one conditional upsert. Money-moving
 requests first claim their idempotency key (a unique row); a replay finds the
 row and gets the first result back.
+
+Each request is one unit of synchronous Core code run whole by `Units` (one
+thread hop on SQLite, `run_sync` on PostgreSQL).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ivr.bank.models import (
     Account,
@@ -34,7 +37,8 @@ from ivr.bank.models import (
     PhoneCredential,
     Transaction,
 )
-from ivr.bank.secrets import hash_pin, pin_problem
+from ivr.bank.secrets import hash_pin, mask_account, pin_problem
+from ivr.bank.units import Units
 from ivr.clock import Clock, SystemClock, business_day, naive_utc
 from ivr.config import Settings
 from ivr.switch import api
@@ -42,7 +46,7 @@ from ivr.switch.api import Decline, Declined
 
 log = logging.getLogger("ivr.switch")
 
-R = TypeVar("R")
+Body = Callable[[Connection, str], api.Result]
 
 
 class _Decline(Exception):
@@ -51,15 +55,57 @@ class _Decline(Exception):
         self.reason = reason
 
 
+# Statements the hot path runs on every transfer, built once.
+_CLAIM = insert(Transaction).values(
+    idempotency_key=bindparam("key"), kind=bindparam("kind"), customer_id=bindparam("customer"),
+    amount=bindparam("amount"), status="pending", reference="", result={},
+    created_at=bindparam("now"),
+).returning(Transaction.id)
+_FINISH = update(Transaction).where(Transaction.id == bindparam("tx")).values(
+    status="approved", reference=bindparam("reference"), result=bindparam("result"))
+_STORED = select(Transaction.result, Transaction.status).where(
+    Transaction.idempotency_key == bindparam("key"))
+_CURRENT_ACCOUNT = (
+    select(Account.id)
+    .where(Account.customer_id == bindparam("customer"), Account.kind == "current",
+           Account.currency == "CNY")
+    .order_by(Account.id).limit(1).scalar_subquery()
+)
+_LIMITS = select(Limit.per_transaction, Limit.daily).where(Limit.customer_id == bindparam("customer"))
+# Everything a transfer needs to know, in one round trip.
+_PAYEE_AND_SOURCE = select(
+    Payee.name, Payee.account_id, Payee.account_masked, _CURRENT_ACCOUNT.label("source"),
+    select(Limit.per_transaction).where(Limit.customer_id == Payee.customer_id)
+    .scalar_subquery().label("per_transaction"),
+    select(Limit.daily).where(Limit.customer_id == Payee.customer_id)
+    .scalar_subquery().label("daily"),
+).where(Payee.customer_id == bindparam("customer"), Payee.position == bindparam("position"))
+_DEBIT = (
+    update(Account)
+    .where(Account.id == bindparam("account"), Account.status == "active",
+           Account.balance - bindparam("amount") >= -Account.overdraft)
+    .values(balance=Account.balance - bindparam("amount"))
+    .returning(Account.balance)
+)
+_CREDIT = (
+    update(Account)
+    .where(Account.id == bindparam("account"), Account.status == "active")
+    .values(balance=Account.balance + bindparam("amount"))
+    .returning(Account.balance)
+)
+_ACCOUNT_STATUS = select(Account.status).where(Account.id == bindparam("account"))
+_JOURNAL = insert(JournalLine)
+
+
 class LedgerSwitch:
     """`Switch` on the bank's own database (the default, one machine, no set-up)."""
 
     def __init__(self, engine: AsyncEngine, settings: Settings, clock: Clock | None = None) -> None:
-        self.engine = engine
+        self.units = Units(engine)
         self.settings = settings
         self.clock = clock or SystemClock()
         self._upsert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
-        self._handlers: dict[type, Callable[[Any], Awaitable[api.Result]]] = {
+        self._handlers: dict[type, Callable[[Any], Any]] = {
             api.BalanceInquiry: self._balance,
             api.RecentTransactions: self._recent,
             api.TransferToPayee: self._transfer,
@@ -71,99 +117,88 @@ class LedgerSwitch:
             api.PinChange: self._change_pin,
         }
 
+    def close(self) -> None:
+        self.units.close()
+
     async def execute(self, request: api.Request) -> api.Result:
         handler = self._handlers[type(request)]
         try:
-            return await handler(request)
+            result: api.Result = await handler(request)
         except (OSError, DBAPIError) as exc:
             if isinstance(exc, IntegrityError):
                 raise
             log.error("ledger unavailable for %s: %s", type(request).__name__, exc)
             raise api.SwitchUnavailable(f"the ledger database did not answer: {exc}") from exc
+        return result
 
     # --- enquiries ------------------------------------------------------------
 
     async def _balance(self, request: api.BalanceInquiry) -> api.Result:
-        from ivr.bank.secrets import mask_account
-
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(
+        def unit(conn: Connection) -> api.Result:
+            rows = conn.execute(
                 select(Account.number, Account.kind, Account.currency, Account.balance,
                        Account.overdraft)
                 .where(Account.customer_id == request.customer_id, Account.status == "active")
                 .order_by(Account.id)
-            )).all()
-        return api.Balances(tuple(
-            api.AccountBalance(mask_account(r.number), r.kind, r.currency, r.balance,
-                               r.balance + r.overdraft)
-            for r in rows
-        ))
+            ).all()
+            return api.Balances(tuple(
+                api.AccountBalance(mask_account(r.number), r.kind, r.currency, r.balance,
+                                   r.balance + r.overdraft)
+                for r in rows
+            ))
+
+        return await self.units.transaction(unit)
 
     async def _recent(self, request: api.RecentTransactions) -> api.Result:
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(
+        def unit(conn: Connection) -> api.Result:
+            rows = conn.execute(
                 select(JournalLine.created_at, JournalLine.amount, JournalLine.memo)
                 .join(Account, Account.id == JournalLine.account_id)
                 .where(Account.customer_id == request.customer_id, Account.kind == "current")
                 .order_by(JournalLine.id.desc())
                 .limit(max(1, min(request.count, 20)))
-            )).all()
-        return api.Statement(tuple(
-            api.StatementLine(r.created_at.date(), r.amount, r.memo) for r in rows
-        ))
+            ).all()
+            return api.Statement(tuple(
+                api.StatementLine(r.created_at.date(), r.amount, r.memo) for r in rows))
+
+        return await self.units.transaction(unit)
 
     async def _quote(self, request: api.FxQuote) -> api.Result:
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(
-                select(FxRate.buy, FxRate.sell).where(FxRate.currency == request.currency.upper())
-            )).first()
-        if row is None:
-            return Declined(Decline.currency_not_quoted)
-        return api.Quote(request.currency.upper(), row.buy, row.sell)
+        currency = request.currency.upper()
+
+        def unit(conn: Connection) -> api.Result:
+            row = conn.execute(
+                select(FxRate.buy, FxRate.sell).where(FxRate.currency == currency)).first()
+            if row is None:
+                return Declined(Decline.currency_not_quoted)
+            return api.Quote(currency, row.buy, row.sell)
+
+        return await self.units.transaction(unit)
 
     # --- the idempotent frame of every request that changes something ------------
 
-    async def _once(
-        self, key: str, kind: str, customer_id: int, amount: int,
-        body: Callable[[AsyncConnection, str], Awaitable[api.Result]],
-    ) -> api.Result:
-        stored = await self._stored(key)
-        if stored is not None:
-            return stored
+    async def _once(self, key: str, kind: str, customer_id: int, amount: int, body: Body) -> api.Result:
+        now = naive_utc(self.clock.now())
+
+        def unit(conn: Connection) -> api.Result:
+            tx_id = conn.execute(_CLAIM, {"key": key, "kind": kind, "customer": customer_id,
+                                          "amount": amount, "now": now}).scalar_one()
+            reference = f"{tx_id:012d}"
+            result = body(conn, reference)
+            conn.execute(_FINISH, {"tx": tx_id, "reference": reference,
+                                   "result": api.encode_result(result)})
+            return result
+
         try:
-            async with self.engine.begin() as conn:
-                tx_id = (await conn.execute(
-                    insert(Transaction).values(
-                        idempotency_key=key, kind=kind, customer_id=customer_id, amount=amount,
-                        status="pending", reference="", result={},
-                        created_at=naive_utc(self.clock.now()),
-                    ).returning(Transaction.id)
-                )).scalar_one()
-                reference = f"{tx_id:012d}"
-                result = await body(conn, reference)
-                await conn.execute(
-                    update(Transaction).where(Transaction.id == tx_id).values(
-                        status="approved", reference=reference, result=api.encode_result(result))
-                )
-                return result
+            return await self.units.transaction(unit)
         except IntegrityError:
-            # The same key is being (or was just) served by another request.
-            stored = await self._stored(key)
+            # The same key was served already (or is being served by another request).
+            stored = await self.units.transaction(lambda conn: _stored(conn, key))
             if stored is None:
                 raise
             return stored
         except _Decline as declined:
             return await self._record_decline(key, kind, customer_id, amount, declined.reason)
-
-    async def _stored(self, key: str) -> api.Result | None:
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(
-                select(Transaction.result, Transaction.status)
-                .where(Transaction.idempotency_key == key)
-            )).first()
-        if row is None or row.status == "pending":
-            return None
-        return api.decode_result(row.result)
 
     async def _record_decline(
         self, key: str, kind: str, customer_id: int, amount: int, reason: Decline
@@ -174,89 +209,65 @@ class LedgerSwitch:
             status="declined", decline=str(reason), reference="",
             result=api.encode_result(result), created_at=naive_utc(self.clock.now()),
         ).on_conflict_do_nothing(index_elements=["idempotency_key"])
-        async with self.engine.begin() as conn:
-            await conn.execute(stmt)
-        stored = await self._stored(key)
+
+        def unit(conn: Connection) -> api.Result | None:
+            conn.execute(stmt)
+            return _stored(conn, key)
+
+        stored = await self.units.transaction(unit)
         return stored if stored is not None else result
 
     # --- movements ------------------------------------------------------------------
 
-    async def _move(
-        self, conn: AsyncConnection, reference: str, debit_id: int, credit_id: int,
-        amount: int, memo: str,
-    ) -> int:
+    def _move(self, conn: Connection, reference: str, debit_id: int, credit_id: int,
+              amount: int, memo: str) -> int:
         """Debit one account and credit another; returns the debited balance after."""
-        debit = (
-            update(Account)
-            .where(Account.id == debit_id, Account.status == "active",
-                   Account.balance - amount >= -Account.overdraft)
-            .values(balance=Account.balance - amount)
-            .returning(Account.balance)
-        )
-        credit = (
-            update(Account)
-            .where(Account.id == credit_id, Account.status == "active")
-            .values(balance=Account.balance + amount)
-            .returning(Account.balance)
-        )
+        values = {"amount": amount}
         # Lock rows in account order so two opposite transfers cannot deadlock.
         if debit_id < credit_id:
-            debit_after = await self._debit(conn, debit, debit_id)
-            credit_after = (await conn.execute(credit)).scalar_one_or_none()
+            debit_after = _debit(conn, debit_id, amount)
+            credit_after = conn.execute(_CREDIT, {**values, "account": credit_id}).scalar_one_or_none()
         else:
-            credit_after = (await conn.execute(credit)).scalar_one_or_none()
-            debit_after = await self._debit(conn, debit, debit_id) if credit_after is not None else 0
+            credit_after = conn.execute(_CREDIT, {**values, "account": credit_id}).scalar_one_or_none()
+            debit_after = _debit(conn, debit_id, amount) if credit_after is not None else 0
         if credit_after is None:
             raise _Decline(Decline.account_not_available)
         now = naive_utc(self.clock.now())
-        await conn.execute(insert(JournalLine), [
-            {"transaction_id": int(reference), "account_id": debit_id, "amount": -amount,
+        tx_id = int(reference)
+        conn.execute(_JOURNAL, [
+            {"transaction_id": tx_id, "account_id": debit_id, "amount": -amount,
              "balance_after": debit_after, "memo": memo, "created_at": now},
-            {"transaction_id": int(reference), "account_id": credit_id, "amount": amount,
+            {"transaction_id": tx_id, "account_id": credit_id, "amount": amount,
              "balance_after": credit_after, "memo": memo, "created_at": now},
         ])
         return int(debit_after)
 
-    async def _debit(self, conn: AsyncConnection, debit: Any, debit_id: int) -> int:
-        after = (await conn.execute(debit)).scalar_one_or_none()
-        if after is None:
-            status = (await conn.execute(
-                select(Account.status).where(Account.id == debit_id))).scalar_one_or_none()
-            raise _Decline(Decline.insufficient_funds if status == "active"
-                           else Decline.account_not_available)
-        return int(after)
-
-    async def _use_daily_limit(self, conn: AsyncConnection, customer_id: int, amount: int) -> None:
-        per_tx, daily = await self._limits(conn, customer_id)
+    def _use_daily_limit(self, conn: Connection, customer_id: int, amount: int,
+                         known: Any = None) -> None:
+        """Count `amount` against today's limit; `known` is a row that already has the limits."""
+        row = known if known is not None else conn.execute(_LIMITS, {"customer": customer_id}).first()
+        if row is not None and row.per_transaction is not None:
+            per_tx, daily = int(row.per_transaction), int(row.daily)
+        else:
+            per_tx = self.settings.transfer_limit_per_transaction * 100
+            daily = self.settings.transfer_limit_daily * 100
         if amount > per_tx:
             raise _Decline(Decline.over_transaction_limit)
         if amount > daily:
             raise _Decline(Decline.over_daily_limit)
-        day = business_day(self.clock)
-        upsert = self._upsert(DailyUsage).values(customer_id=customer_id, day=day, used=amount)
+        upsert = self._upsert(DailyUsage).values(
+            customer_id=customer_id, day=business_day(self.clock), used=amount)
         claim = upsert.on_conflict_do_update(
             index_elements=["customer_id", "day"],
             set_={"used": DailyUsage.used + amount},
             where=DailyUsage.used + amount <= daily,
         ).returning(DailyUsage.used)
-        if (await conn.execute(claim)).scalar_one_or_none() is None:
+        if conn.execute(claim).scalar_one_or_none() is None:
             raise _Decline(Decline.over_daily_limit)
 
-    async def _limits(self, conn: AsyncConnection, customer_id: int) -> tuple[int, int]:
-        row = (await conn.execute(
-            select(Limit.per_transaction, Limit.daily).where(Limit.customer_id == customer_id)
-        )).first()
-        if row is not None:
-            return int(row.per_transaction), int(row.daily)
-        return (self.settings.transfer_limit_per_transaction * 100,
-                self.settings.transfer_limit_daily * 100)
-
-    async def _current_account(self, conn: AsyncConnection, customer_id: int) -> int:
-        account_id = (await conn.execute(
-            select(Account.id).where(Account.customer_id == customer_id,
-                                     Account.kind == "current", Account.currency == "CNY")
-            .order_by(Account.id).limit(1)
-        )).scalar_one_or_none()
+    def _current_account(self, conn: Connection, customer_id: int) -> int:
+        account_id = conn.execute(
+            select(_CURRENT_ACCOUNT), {"customer": customer_id}).scalar_one_or_none()
         if account_id is None:
             raise _Decline(Decline.account_not_available)
         return int(account_id)
@@ -265,40 +276,38 @@ class LedgerSwitch:
         if request.amount <= 0:
             return Declined(Decline.invalid_amount)
 
-        async def body(conn: AsyncConnection, reference: str) -> api.Result:
-            payee = (await conn.execute(
-                select(Payee.name, Payee.account_id, Payee.account_masked)
-                .where(Payee.customer_id == request.customer_id,
-                       Payee.position == request.payee_position)
-            )).first()
+        def body(conn: Connection, reference: str) -> api.Result:
+            payee = conn.execute(_PAYEE_AND_SOURCE, {"customer": request.customer_id,
+                                                     "position": request.payee_position}).first()
             if payee is None:
                 raise _Decline(Decline.payee_not_registered)
-            source = await self._current_account(conn, request.customer_id)
-            await self._use_daily_limit(conn, request.customer_id, request.amount)
-            after = await self._move(conn, reference, source, payee.account_id, request.amount,
-                                     f"phone transfer to {payee.name}"[:60])
+            if payee.source is None:
+                raise _Decline(Decline.account_not_available)
+            self._use_daily_limit(conn, request.customer_id, request.amount, known=payee)
+            after = self._move(conn, reference, payee.source, payee.account_id, request.amount,
+                               f"phone transfer to {payee.name}"[:60])
             return api.Transferred(reference, request.amount, payee.name, payee.account_masked, after)
 
         return await self._once(request.idempotency_key, "transfer", request.customer_id,
                                 request.amount, body)
 
     async def _repay_card(self, request: api.CardRepayment) -> api.Result:
-        async def body(conn: AsyncConnection, reference: str) -> api.Result:
-            card = (await conn.execute(
+        def body(conn: Connection, reference: str) -> api.Result:
+            card = conn.execute(
                 select(Card.id, Card.account_id, Card.statement_balance)
                 .where(Card.customer_id == request.customer_id, Card.kind == "credit",
                        Card.status != "closed")
                 .order_by(Card.id).limit(1)
-            )).first()
+            ).first()
             if card is None:
                 raise _Decline(Decline.card_not_found)
             amount = request.amount or card.statement_balance
             if amount <= 0:
                 raise _Decline(Decline.nothing_to_repay)
-            source = await self._current_account(conn, request.customer_id)
-            await self._move(conn, reference, source, card.account_id, amount, "credit card repayment")
+            source = self._current_account(conn, request.customer_id)
+            self._move(conn, reference, source, card.account_id, amount, "credit card repayment")
             left = max(card.statement_balance - amount, 0)
-            await conn.execute(update(Card).where(Card.id == card.id).values(statement_balance=left))
+            conn.execute(update(Card).where(Card.id == card.id).values(statement_balance=left))
             return api.Repaid(reference, amount, left)
 
         return await self._once(request.idempotency_key, "card_repayment", request.customer_id,
@@ -308,16 +317,16 @@ class LedgerSwitch:
         if request.amount <= 0:
             return Declined(Decline.invalid_amount)
 
-        async def body(conn: AsyncConnection, reference: str) -> api.Result:
-            biller = (await conn.execute(
+        def body(conn: Connection, reference: str) -> api.Result:
+            biller = conn.execute(
                 select(Biller.name, Biller.account_id).where(Biller.code == request.biller_code)
-            )).first()
+            ).first()
             if biller is None:
                 raise _Decline(Decline.biller_not_found)
-            source = await self._current_account(conn, request.customer_id)
-            await self._use_daily_limit(conn, request.customer_id, request.amount)
+            source = self._current_account(conn, request.customer_id)
+            self._use_daily_limit(conn, request.customer_id, request.amount)
             memo = f"bill {biller.name} {request.bill_reference}"[:60]
-            await self._move(conn, reference, source, biller.account_id, request.amount, memo)
+            self._move(conn, reference, source, biller.account_id, request.amount, memo)
             return api.BillPaid(reference, request.amount, biller.name)
 
         return await self._once(request.idempotency_key, "bill_payment", request.customer_id,
@@ -327,43 +336,43 @@ class LedgerSwitch:
         if request.amount <= 0:
             return Declined(Decline.invalid_amount)
 
-        async def body(conn: AsyncConnection, reference: str) -> api.Result:
-            fund = (await conn.execute(
+        def body(conn: Connection, reference: str) -> api.Result:
+            fund = conn.execute(
                 select(Fund.name, Fund.nav, Fund.settlement_account_id)
                 .where(Fund.code == request.fund_code)
-            )).first()
+            ).first()
             if fund is None:
                 raise _Decline(Decline.fund_not_found)
-            source = await self._current_account(conn, request.customer_id)
-            await self._use_daily_limit(conn, request.customer_id, request.amount)
-            await self._move(conn, reference, source, fund.settlement_account_id, request.amount,
-                             f"fund {request.fund_code}")
+            source = self._current_account(conn, request.customer_id)
+            self._use_daily_limit(conn, request.customer_id, request.amount)
+            self._move(conn, reference, source, fund.settlement_account_id, request.amount,
+                       f"fund {request.fund_code}")
             # amount is in fen, nav in 1/10000 yuan per unit, units in 1/10000.
             units = request.amount * 100 * 10_000 // fund.nav
-            stmt = self._upsert(FundHolding).values(
+            holding = self._upsert(FundHolding).values(
                 customer_id=request.customer_id, fund_code=request.fund_code, units=units)
-            stmt = stmt.on_conflict_do_update(
+            conn.execute(holding.on_conflict_do_update(
                 index_elements=["customer_id", "fund_code"],
-                set_={"units": FundHolding.units + units})
-            await conn.execute(stmt)
+                set_={"units": FundHolding.units + units}))
             return api.FundBought(reference, request.amount, fund.name, units)
 
         return await self._once(request.idempotency_key, "fund_purchase", request.customer_id,
                                 request.amount, body)
 
     async def _report_loss(self, request: api.CardLossReport) -> api.Result:
-        async def body(conn: AsyncConnection, reference: str) -> api.Result:
-            now = self.clock.now()
+        now = self.clock.now()
+
+        def body(conn: Connection, reference: str) -> api.Result:
             usable = or_(Card.status == "active",
                          and_(Card.status == "lost", Card.loss_expires_at <= naive_utc(now)))
             conditions = [Card.customer_id == request.customer_id, usable]
             if request.card_last4:
                 conditions.append(Card.last4 == request.card_last4)
-            cards = (await conn.execute(select(Card.id, Card.masked).where(and_(*conditions)))).all()
+            cards = conn.execute(select(Card.id, Card.masked).where(and_(*conditions))).all()
             if not cards:
                 raise _Decline(Decline.card_not_found)
             expires = now + dt.timedelta(days=self.settings.card_loss_days)
-            await conn.execute(
+            conn.execute(
                 update(Card).where(Card.id.in_([c.id for c in cards])).values(
                     status="lost", loss_reported_at=naive_utc(now),
                     loss_expires_at=naive_utc(expires))
@@ -377,18 +386,35 @@ class LedgerSwitch:
         if pin_problem(request.new_pin) is not None:
             return Declined(Decline.weak_pin)
         new_hash = hash_pin(request.new_pin, self.settings.pin_hash_cost)
+        changed_at = naive_utc(self.clock.now())
 
-        async def body(conn: AsyncConnection, reference: str) -> api.Result:
-            done = await conn.execute(
+        def body(conn: Connection, reference: str) -> api.Result:
+            done = conn.execute(
                 update(PhoneCredential)
                 .where(PhoneCredential.customer_id == request.customer_id)
-                .values(pin_hash=new_hash, failed_attempts=0, changed_at=naive_utc(self.clock.now()))
+                .values(pin_hash=new_hash, failed_attempts=0, changed_at=changed_at)
             )
             if done.rowcount != 1:
                 raise _Decline(Decline.not_authenticated)
             return api.PinChanged(reference)
 
         return await self._once(request.idempotency_key, "pin_change", request.customer_id, 0, body)
+
+
+def _debit(conn: Connection, account: int, amount: int) -> int:
+    after = conn.execute(_DEBIT, {"account": account, "amount": amount}).scalar_one_or_none()
+    if after is None:
+        status = conn.execute(_ACCOUNT_STATUS, {"account": account}).scalar_one_or_none()
+        raise _Decline(Decline.insufficient_funds if status == "active"
+                       else Decline.account_not_available)
+    return int(after)
+
+
+def _stored(conn: Connection, key: str) -> api.Result | None:
+    row = conn.execute(_STORED, {"key": key}).first()
+    if row is None or row.status == "pending":
+        return None
+    return api.decode_result(row.result)
 
 
 def effective_card_status(status: str, loss_expires_at: dt.datetime | None, now: dt.datetime) -> str:
