@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, create_engine, event
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 R = TypeVar("R")
@@ -28,16 +29,22 @@ class Units:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._threaded = engine.dialect.name == "sqlite"
+        self._conn: Connection | None = None
         if self._threaded:
             url = engine.url.set(drivername="sqlite+pysqlite")
             self._sync = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
             tune_sqlite(self._sync)
-            # Writers queue on SQLite's lock anyway; a few threads let reads overlap.
-            self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="ledger")
+            # Writers queue on SQLite's lock anyway: one thread, one warm connection.
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger")
 
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
+
+    @property
+    def dialect_for_units(self) -> Dialect:
+        """The dialect of the connections units receive (to compile statements for them)."""
+        return self._sync.dialect if self._threaded else self.engine.dialect
 
     async def transaction(self, unit: Callable[[Connection], R]) -> R:
         """Run `unit` in one transaction: committed if it returns, rolled back if it raises."""
@@ -47,13 +54,28 @@ class Units:
             return await conn.run_sync(unit)
 
     def _run(self, unit: Callable[[Connection], R]) -> R:
-        with self._sync.begin() as conn:
-            return unit(conn)
+        # The one worker thread keeps one connection (and its page cache) open.
+        conn = self._conn
+        if conn is None or conn.closed or conn.invalidated:
+            conn = self._conn = self._sync.connect()
+        try:
+            with conn.begin():
+                return unit(conn)
+        except Exception:
+            if conn.invalidated:
+                self._conn = None
+            raise
 
     def close(self) -> None:
         if self._threaded:
+            self._pool.submit(self._close_connection).result()
             self._pool.shutdown(wait=True)
             self._sync.dispose()
+
+    def _close_connection(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
 
 def tune_sqlite(engine: Any) -> None:

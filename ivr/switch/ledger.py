@@ -37,6 +37,7 @@ from ivr.bank.models import (
     PhoneCredential,
     Transaction,
 )
+from ivr.bank.prepared import Prepared
 from ivr.bank.secrets import hash_pin, mask_account, pin_problem
 from ivr.bank.units import Units
 from ivr.clock import Clock, SystemClock, business_day, naive_utc
@@ -58,7 +59,7 @@ class _Decline(Exception):
 # Statements the hot path runs on every transfer, built once.
 _CLAIM = insert(Transaction).values(
     idempotency_key=bindparam("key"), kind=bindparam("kind"), customer_id=bindparam("customer"),
-    amount=bindparam("amount"), status="pending", reference="", result={},
+    amount=bindparam("amount"), currency="CNY", status="pending", reference="", result={},
     created_at=bindparam("now"),
 ).returning(Transaction.id)
 _FINISH = update(Transaction).where(Transaction.id == bindparam("tx")).values(
@@ -94,7 +95,21 @@ _CREDIT = (
     .returning(Account.balance)
 )
 _ACCOUNT_STATUS = select(Account.status).where(Account.id == bindparam("account"))
-_JOURNAL = insert(JournalLine)
+_JOURNAL_LINE = insert(JournalLine).values(
+    transaction_id=bindparam("tx"), account_id=bindparam("account"), amount=bindparam("amount"),
+    balance_after=bindparam("after"), memo=bindparam("memo"), created_at=bindparam("now"),
+)
+
+
+def _daily_claim(upsert: Any) -> Any:
+    """Add today's amount to the day's usage unless that passes the daily limit."""
+    stmt = upsert(DailyUsage).values(customer_id=bindparam("customer"), day=bindparam("day"),
+                                     used=bindparam("amount"))
+    return stmt.on_conflict_do_update(
+        index_elements=["customer_id", "day"],
+        set_={"used": DailyUsage.used + bindparam("amount")},
+        where=DailyUsage.used + bindparam("amount") <= bindparam("daily"),
+    ).returning(DailyUsage.used)
 
 
 class LedgerSwitch:
@@ -105,6 +120,15 @@ class LedgerSwitch:
         self.settings = settings
         self.clock = clock or SystemClock()
         self._upsert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        dialect = self.units.dialect_for_units
+        self._claim = Prepared(_CLAIM, dialect)
+        self._finish = Prepared(_FINISH, dialect)
+        self._payee_and_source = Prepared(_PAYEE_AND_SOURCE, dialect)
+        self._daily_claim = Prepared(_daily_claim(self._upsert), dialect)
+        self._debit_stmt = Prepared(_DEBIT, dialect)
+        self._credit = Prepared(_CREDIT, dialect)
+        self._account_status = Prepared(_ACCOUNT_STATUS, dialect)
+        self._journal_line = Prepared(_JOURNAL_LINE, dialect)
         self._handlers: dict[type, Callable[[Any], Any]] = {
             api.BalanceInquiry: self._balance,
             api.RecentTransactions: self._recent,
@@ -181,12 +205,12 @@ class LedgerSwitch:
         now = naive_utc(self.clock.now())
 
         def unit(conn: Connection) -> api.Result:
-            tx_id = conn.execute(_CLAIM, {"key": key, "kind": kind, "customer": customer_id,
-                                          "amount": amount, "now": now}).scalar_one()
+            tx_id = self._claim.one_value(conn, {"key": key, "kind": kind, "customer": customer_id,
+                                                 "amount": amount, "now": now})
             reference = f"{tx_id:012d}"
             result = body(conn, reference)
-            conn.execute(_FINISH, {"tx": tx_id, "reference": reference,
-                                   "result": api.encode_result(result)})
+            self._finish.run(conn, {"tx": tx_id, "reference": reference,
+                                    "result": api.encode_result(result)})
             return result
 
         try:
@@ -222,32 +246,43 @@ class LedgerSwitch:
     def _move(self, conn: Connection, reference: str, debit_id: int, credit_id: int,
               amount: int, memo: str) -> int:
         """Debit one account and credit another; returns the debited balance after."""
-        values = {"amount": amount}
+        credit = {"amount": amount, "account": credit_id}
         # Lock rows in account order so two opposite transfers cannot deadlock.
         if debit_id < credit_id:
-            debit_after = _debit(conn, debit_id, amount)
-            credit_after = conn.execute(_CREDIT, {**values, "account": credit_id}).scalar_one_or_none()
+            debit_after = self._debit(conn, debit_id, amount)
+            credit_after = self._credit.one_value(conn, credit)
         else:
-            credit_after = conn.execute(_CREDIT, {**values, "account": credit_id}).scalar_one_or_none()
-            debit_after = _debit(conn, debit_id, amount) if credit_after is not None else 0
+            credit_after = self._credit.one_value(conn, credit)
+            debit_after = self._debit(conn, debit_id, amount) if credit_after is not None else 0
         if credit_after is None:
             raise _Decline(Decline.account_not_available)
-        now = naive_utc(self.clock.now())
-        tx_id = int(reference)
-        conn.execute(_JOURNAL, [
-            {"transaction_id": tx_id, "account_id": debit_id, "amount": -amount,
-             "balance_after": debit_after, "memo": memo, "created_at": now},
-            {"transaction_id": tx_id, "account_id": credit_id, "amount": amount,
-             "balance_after": credit_after, "memo": memo, "created_at": now},
-        ])
+        # Two single-row inserts: a compiled statement each time from the cache, where a
+        # multi-row insert would be compiled anew for every transfer.
+        line = {"tx": int(reference), "memo": memo, "now": naive_utc(self.clock.now())}
+        self._journal_line.run(conn, {**line, "account": debit_id, "amount": -amount,
+                                      "after": debit_after})
+        self._journal_line.run(conn, {**line, "account": credit_id, "amount": amount,
+                                      "after": credit_after})
         return int(debit_after)
+
+    def _debit(self, conn: Connection, account: int, amount: int) -> int:
+        after = self._debit_stmt.one_value(conn, {"account": account, "amount": amount})
+        if after is None:
+            status = self._account_status.one_value(conn, {"account": account})
+            raise _Decline(Decline.insufficient_funds if status == "active"
+                           else Decline.account_not_available)
+        return int(after)
 
     def _use_daily_limit(self, conn: Connection, customer_id: int, amount: int,
                          known: Any = None) -> None:
-        """Count `amount` against today's limit; `known` is a row that already has the limits."""
-        row = known if known is not None else conn.execute(_LIMITS, {"customer": customer_id}).first()
-        if row is not None and row.per_transaction is not None:
-            per_tx, daily = int(row.per_transaction), int(row.daily)
+        """Count `amount` against today's limit; `known` is (per transaction, daily) if read."""
+        if known is not None:
+            limits = known
+        else:
+            row = conn.execute(_LIMITS, {"customer": customer_id}).first()
+            limits = None if row is None else (row.per_transaction, row.daily)
+        if limits is not None and limits[0] is not None:
+            per_tx, daily = int(limits[0]), int(limits[1])
         else:
             per_tx = self.settings.transfer_limit_per_transaction * 100
             daily = self.settings.transfer_limit_daily * 100
@@ -255,14 +290,9 @@ class LedgerSwitch:
             raise _Decline(Decline.over_transaction_limit)
         if amount > daily:
             raise _Decline(Decline.over_daily_limit)
-        upsert = self._upsert(DailyUsage).values(
-            customer_id=customer_id, day=business_day(self.clock), used=amount)
-        claim = upsert.on_conflict_do_update(
-            index_elements=["customer_id", "day"],
-            set_={"used": DailyUsage.used + amount},
-            where=DailyUsage.used + amount <= daily,
-        ).returning(DailyUsage.used)
-        if conn.execute(claim).scalar_one_or_none() is None:
+        claimed = self._daily_claim.one_value(conn, {
+            "customer": customer_id, "day": business_day(self.clock), "amount": amount, "daily": daily})
+        if claimed is None:
             raise _Decline(Decline.over_daily_limit)
 
     def _current_account(self, conn: Connection, customer_id: int) -> int:
@@ -277,16 +307,17 @@ class LedgerSwitch:
             return Declined(Decline.invalid_amount)
 
         def body(conn: Connection, reference: str) -> api.Result:
-            payee = conn.execute(_PAYEE_AND_SOURCE, {"customer": request.customer_id,
-                                                     "position": request.payee_position}).first()
+            payee = self._payee_and_source.first(conn, {"customer": request.customer_id,
+                                                        "position": request.payee_position})
             if payee is None:
                 raise _Decline(Decline.payee_not_registered)
-            if payee.source is None:
+            name, account_id, masked, source, per_tx, daily = payee
+            if source is None:
                 raise _Decline(Decline.account_not_available)
-            self._use_daily_limit(conn, request.customer_id, request.amount, known=payee)
-            after = self._move(conn, reference, payee.source, payee.account_id, request.amount,
-                               f"phone transfer to {payee.name}"[:60])
-            return api.Transferred(reference, request.amount, payee.name, payee.account_masked, after)
+            self._use_daily_limit(conn, request.customer_id, request.amount, known=(per_tx, daily))
+            after = self._move(conn, reference, source, account_id, request.amount,
+                               f"phone transfer to {name}"[:60])
+            return api.Transferred(reference, request.amount, name, masked, after)
 
         return await self._once(request.idempotency_key, "transfer", request.customer_id,
                                 request.amount, body)
@@ -399,15 +430,6 @@ class LedgerSwitch:
             return api.PinChanged(reference)
 
         return await self._once(request.idempotency_key, "pin_change", request.customer_id, 0, body)
-
-
-def _debit(conn: Connection, account: int, amount: int) -> int:
-    after = conn.execute(_DEBIT, {"account": account, "amount": amount}).scalar_one_or_none()
-    if after is None:
-        status = conn.execute(_ACCOUNT_STATUS, {"account": account}).scalar_one_or_none()
-        raise _Decline(Decline.insufficient_funds if status == "active"
-                       else Decline.account_not_available)
-    return int(after)
 
 
 def _stored(conn: Connection, key: str) -> api.Result | None:
