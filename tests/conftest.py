@@ -3,11 +3,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from ivr.channels.console import ConsoleResult, play_call
 from ivr.engine.interpreter import Interpreter
 from ivr.flow.loader import load_flows
 from ivr.speech.catalog import Catalog
+
+# Property tests draw the same examples on every run, so CI is repeatable; set
+# IVR_FUZZ_SCALE (see test_property.py) to explore more widely by hand.
+settings.register_profile("repeatable", derandomize=True)
+settings.load_profile("repeatable")
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -58,7 +58,7 @@ def check_flow_set(
 
 
 def _link_subflows(flow: Flow, id_of_path: Mapping[Path, str], diags: Diagnostics) -> Flow:
-    from ivr.flow.loader import resolve_subflow
+    from ivr.flow.loader import _is_file, _resolved, resolve_subflow
 
     nodes = dict(flow.nodes)
     for node in flow.nodes.values():
@@ -66,10 +66,13 @@ def _link_subflows(flow: Flow, id_of_path: Mapping[Path, str], diags: Diagnostic
         if ref is None:
             continue
         path = resolve_subflow(flow.path, ref.path)
-        flow_id = id_of_path.get(path.resolve())
+        flow_id = id_of_path.get(_resolved(path))
         if flow_id is None:
-            if not path.is_file():
-                diags.error(ref.pos, f"sub-flow '{ref.path}' not found (looked for {path})")
+            if not _is_file(path):
+                shown = str(path) if len(str(path)) < 200 else str(path)[:200] + "..."
+                diags.error(ref.pos, f"sub-flow '{ref.path[:100]}' not found (looked for {shown!r})"
+                            if "\0" in ref.path else
+                            f"sub-flow '{ref.path[:100]}' not found (looked for {shown})")
             continue
         params = dataclasses.replace(node.params, flow_id=flow_id)
         nodes[node.id] = dataclasses.replace(node, params=params)

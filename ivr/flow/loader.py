@@ -143,7 +143,7 @@ def _read_flow(tree: YMap, file: str, diags: Diagnostics) -> LoadedFlow | None:
 
 def _language(value: YValue, ctx: p.ParseContext) -> str:
     code = p.text(value, ctx)
-    if not LANGUAGE.match(code):
+    if not LANGUAGE.fullmatch(code):
         raise p.Invalid(value.pos, f"'{code}' is not a language tag such as zh-CN or en-US")
     return code
 
@@ -288,9 +288,24 @@ def _read_transitions(
 def resolve_subflow(base_file: str, written: str) -> Path:
     base = Path(base_file).parent
     candidate = base / written
-    if candidate.suffix not in (".yaml", ".yml") and not candidate.exists():
+    if candidate.suffix not in (".yaml", ".yml") and not _is_file(candidate):
         candidate = candidate.with_name(candidate.name + ".yaml")
     return candidate
+
+
+def _is_file(path: Path) -> bool:
+    """Path.is_file, but False for names the system cannot even look up (too long, NUL)."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def _resolved(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, ValueError):
+        return path.absolute()
 
 
 def load_flow_set(
@@ -315,9 +330,9 @@ def load_flow_set(
             ref = REGISTRY[node.verb].subflow(node.params)
             if ref is None:
                 continue
-            sub = resolve_subflow(display[current], ref.path).resolve()
+            sub = _resolved(resolve_subflow(display[current], ref.path))
             display.setdefault(sub, str(resolve_subflow(display[current], ref.path)))
-            if not sub.is_file():
+            if not _is_file(sub):
                 continue  # reported by the checker, at the `flow` parameter
             pending.append(sub)
     flows = {path_: item for path_, item in loaded.items() if item is not None}

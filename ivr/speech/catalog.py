@@ -20,7 +20,7 @@ from ivr.flow.diagnostics import Diagnostics, Pos
 from ivr.flow.source import YamlSyntaxError, YMap, YScalar, parse_yaml
 
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\}")
-LANGUAGE = re.compile(r"^[a-z]{2,3}(-[A-Z][a-z]{3})?(-[A-Z]{2})?$")
+LANGUAGE = re.compile(r"[a-z]{2,3}(-[A-Z][a-z]{3})?(-[A-Z]{2})?")
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class Catalog:
         entries: dict[str, dict[str, CatalogEntry]] = {}
         for path in sorted(root.glob("*.yaml")):
             language = path.stem
-            if not LANGUAGE.match(language):
+            if not LANGUAGE.fullmatch(language):
                 continue
             entries[language] = _load_language(path, diags)
         return cls(entries, str(root))
