@@ -389,7 +389,7 @@ def measure_load(folder: Path, nodes: int, repeat: int) -> float:
     cat = timed(lambda: Catalog.load(folder / "prompts"), 1)
     rest = statistics.median(load) - statistics.median(parse) - statistics.median(check)
     print(f"    {'stage':<44}{'best':>12}{'median':>12}  runs")
-    for label, times in (("YAML parse (ruamel + positions)", parse),
+    for label, times in (("YAML parse (libyaml + positions)", parse),
                          ("whole-flow and prompt check", check),
                          ("load + check (load_flows), in all", load),
                          ("prompt catalog load, 2 languages (apart)", cat)):

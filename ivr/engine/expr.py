@@ -11,14 +11,18 @@ simply false before the customer is known.
 
 from __future__ import annotations
 
+import functools
 import operator
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from jinja2 import ChainableUndefined, TemplateSyntaxError
+from jinja2 import ChainableUndefined, TemplateSyntaxError, nodes
 from jinja2.exceptions import SecurityError
+from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from ivr.engine.fastexpr import Compiled, Refused, Unsupported, compile_node
 
 MAX_SEQUENCE = 10_000
 MAX_EXPONENT = 1_000
@@ -47,26 +51,55 @@ _ENV = _BoundedSandbox(undefined=ChainableUndefined, autoescape=False)
 
 
 class Expression:
-    """One compiled expression; `evaluate` runs it against call variables."""
+    """One compiled expression; `evaluate` runs it against call variables.
 
-    __slots__ = ("_run", "source")
+    Most expressions run as Python closures (`ivr.engine.fastexpr`); the few that
+    use more of the language run in the Jinja2 sandbox. Both read an unknown name
+    as `none`.
+    """
+
+    __slots__ = ("_fast", "_names", "_run", "source")
 
     def __init__(self, source: str) -> None:
         self.source = source
         if not source.strip():
             raise ExpressionError("expression is empty")
+        self._run: Callable[..., Any] = _no_sandbox
         try:
-            self._run: Callable[..., Any] = _ENV.compile_expression(
-                source, undefined_to_none=True
-            )
+            parser = Parser(_ENV, source, state="variable")
+            tree = parser.parse_expression()
+            if not parser.stream.eos:
+                raise TemplateSyntaxError("chunk after expression", parser.stream.current.lineno)
         except TemplateSyntaxError as exc:
             raise ExpressionError(f"expression does not compile: {_plain_words(exc.message or '')}") from None
         except RecursionError:
             raise ExpressionError("expression does not compile: nested too deeply") from None
+        self._fast: Compiled | None
+        try:
+            self._fast = compile_node(tree)
+            self._names: frozenset[str] = frozenset()
+        except (Unsupported, RecursionError):
+            self._fast = None
+            self._names = frozenset(n.name for n in tree.find_all(nodes.Name))
+            try:
+                self._run = _ENV.compile_expression(source, undefined_to_none=True)
+            except TemplateSyntaxError as exc:
+                raise ExpressionError(
+                    f"expression does not compile: {_plain_words(exc.message or '')}") from None
 
     def evaluate(self, variables: Mapping[str, Any]) -> Any:
+        if self._fast is not None:
+            try:
+                return self._fast(variables)
+            except Refused as exc:
+                raise ExpressionError(f"'{self.source}' is not allowed: {exc}") from None
+            except Exception as exc:  # an author's expression may fail in many ways
+                raise ExpressionError(f"'{self.source}' failed: {exc}") from None
+        # Unknown names are `none` here too, so filters and tests see None, not Undefined.
+        scope = {name: None for name in self._names if name not in variables}
+        scope.update(variables)
         try:
-            value = self._run(**variables)
+            value = self._run(**scope)
         except SecurityError as exc:
             raise ExpressionError(f"'{self.source}' is not allowed: {exc}") from None
         except Exception as exc:  # an author's expression may fail in many ways
@@ -74,6 +107,10 @@ class Expression:
         if isinstance(value, ChainableUndefined):
             return None
         return value
+
+
+def _no_sandbox(**_: Any) -> Any:
+    raise AssertionError("unreachable: fast expressions never use the sandbox")
 
 
 _UNEXPECTED_CHAR = re.compile(r"unexpected char (.+) at (\d+)")
@@ -97,5 +134,7 @@ def _plain_words(message: str) -> str:
     return message
 
 
+@functools.lru_cache(maxsize=4096)
 def compile_expression(source: str) -> Expression:
+    """An Expression for `source`; the same text compiles once (a flow repeats many)."""
     return Expression(source)

@@ -84,8 +84,9 @@ def _check_outcomes(
 ) -> int:
     """Check every outcome and target; returns how many targets do not exist."""
     known = [*flow.nodes, *item.broken_nodes]
+    known_set = set(known)
     missing_targets = 0
-    if flow.start not in known:
+    if flow.start not in known_set:
         where = item.positions.get("start", flow.pos)
         diags.error(where, f"start node '{flow.start}' does not exist{did_you_mean(flow.start, known)}")
         missing_targets += 1
@@ -114,7 +115,7 @@ def _check_outcomes(
                     diags.error(where, f"{verb.name} has no outcome '{outcome}'{hint}; "
                                 f"its outcomes are: {names}")
                 continue
-            if target.node not in known:
+            if target.node not in known_set:
                 missing_targets += 1
                 diags.error(target.pos, f"'{target.node}' is not a node of flow '{flow.id}'"
                             f"{did_you_mean(target.node, known)}")
@@ -191,10 +192,10 @@ def _check_waitless_loops(flow: Flow, waiting_flows: set[str], diags: Diagnostic
         for node in flow.nodes.values()
         if not _node_waits(node, waiting_flows)
     }
-    order = list(flow.nodes)
+    order = {node_id: i for i, node_id in enumerate(flow.nodes)}
     for component in _strongly_connected(graph):
         ids = set(component)
-        first = min(component, key=order.index)
+        first = min(component, key=order.__getitem__)
         looping = len(component) > 1 or first in graph.get(first, [])
         if not looping:
             continue

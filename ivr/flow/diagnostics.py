@@ -5,14 +5,15 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 Severity = Literal["error", "warning"]
 
 
-@dataclass(frozen=True, order=True)
-class Pos:
-    """A place in a source file; line and column count from 1."""
+class Pos(NamedTuple):
+    """A place in a source file; line and column count from 1.
+
+    A named tuple, not a dataclass: a large flow makes tens of thousands of them."""
 
     file: str
     line: int = 1

@@ -18,7 +18,15 @@ from ivr.engine.verbs import REGISTRY, Verb
 from ivr.flow import params as p
 from ivr.flow.diagnostics import Diagnostic, Diagnostics, FlowError, Pos, did_you_mean
 from ivr.flow.model import Flow, FlowSet, Node, PromptRef, Target, frozen_map
-from ivr.flow.source import YamlSyntaxError, YMap, YScalar, YValue, describe, parse_yaml
+from ivr.flow.source import (
+    YamlSyntaxError,
+    YMap,
+    YScalar,
+    YValue,
+    collector_paused,
+    describe,
+    parse_yaml,
+)
 from ivr.speech.catalog import LANGUAGE, Catalog
 
 TOP_KEYS = ("flow", "version", "language", "languages", "start", "nodes",
@@ -312,6 +320,13 @@ def load_flow_set(
     path: str | Path, catalog: Catalog | None, diags: Diagnostics
 ) -> FlowSet | None:
     """Read a main flow and the sub-flows it calls, then check them together."""
+    with collector_paused():
+        return _load_flow_set(path, catalog, diags)
+
+
+def _load_flow_set(
+    path: str | Path, catalog: Catalog | None, diags: Diagnostics
+) -> FlowSet | None:
     from ivr.flow.checker import check_flow_set
 
     main_path = Path(path)
