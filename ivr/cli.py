@@ -30,7 +30,11 @@ def _flow_files(paths: tuple[Path, ...]) -> list[Path]:
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
-            files.extend(sorted(p for p in path.rglob("*") if p.suffix in FLOW_SUFFIXES))
+            # Prompt catalogs (a prompts/ folder) are YAML too, but not flows.
+            files.extend(sorted(
+                p for p in path.rglob("*")
+                if p.suffix in FLOW_SUFFIXES and "prompts" not in p.relative_to(path).parts[:-1]
+            ))
         else:
             files.append(path)
     return files

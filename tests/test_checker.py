@@ -221,3 +221,21 @@ def test_return_in_a_flow_nobody_calls_is_a_warning(tmp_path: Path) -> None:
     done = subprocess.run([*_ivr(), "check", str(flow)], capture_output=True, text=True,
                           timeout=60, check=False)
     assert done.returncode == 0 and "warning:" in done.stdout
+
+
+def test_folders_are_checked_without_their_prompt_catalogs() -> None:
+    folder = ROOT / "tests" / "fixtures" / "flows"
+    assert (folder / "prompts" / "zh-CN.yaml").exists()
+    assert check_paths((folder,), None) == []
+
+
+def test_a_sub_flow_calling_itself_before_any_wait_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "main.yaml").write_text(
+        "flow: main\nversion: 1\nlanguage: zh-CN\nstart: go\nnodes:\n"
+        "  go:\n    call: sub\n    on: {identified: done}\n  done:\n    hangup: {}\n")
+    (tmp_path / "sub.yaml").write_text(
+        "flow: sub\nversion: 1\nlanguage: zh-CN\nstart: again\nnodes:\n"
+        "  again:\n    call: sub\n    on: {identified: back}\n  back:\n    return: identified\n")
+    assert [str(d) for d in check_paths((tmp_path / "main.yaml",), None)] == [
+        f"{tmp_path / 'sub.yaml'}:6:3: error: call of sub-flow 'sub' can nest forever without "
+        "waiting for the caller (flows sub)"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ivr.engine.verbs import REGISTRY
 from ivr.flow.diagnostics import Diagnostics, did_you_mean
@@ -52,6 +52,8 @@ def check_flow_set(
             _check_reachable(flow, diags)
         if not item.broken_nodes:
             _check_waitless_loops(flow, waits, diags)
+    if not unsure:
+        _check_waitless_recursion(flow_set, waits, diags)
         if catalog is not None:
             _check_prompts(item, catalog, diags)
     return None if diags.has_errors else flow_set
@@ -204,6 +206,39 @@ def _check_waitless_loops(flow: Flow, waiting_flows: set[str], diags: Diagnostic
                     f"nodes {' -> '.join(path)} can loop forever without waiting for the caller")
 
 
+def _check_waitless_recursion(flows: FlowSet, waiting_flows: set[str], diags: Diagnostics) -> None:
+    """Report sub-flow calls that can nest forever before the caller is waited for.
+
+    Same idea as the loop check, over all flows at once: a call node leads into its
+    sub-flow's start, so a sub-flow that calls itself (or one that calls it back)
+    before any wait is a cycle."""
+    graph: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    calls: set[tuple[str, str]] = set()
+    for flow in flows.flows.values():
+        for node in flow.nodes.values():
+            if _node_waits(node, waiting_flows):
+                continue
+            edges = [(flow.id, n) for n in _edges(node) if n in flow.nodes]
+            if REGISTRY[node.verb].subflow(node.params) is not None:
+                sub = flows.flows.get(node.params.flow_id)
+                if sub is not None and sub.start in sub.nodes:
+                    edges.append((sub.id, sub.start))
+                    calls.add((flow.id, node.id))
+            graph[(flow.id, node.id)] = edges
+    for component in _strongly_connected(graph):
+        members = set(component)
+        if len(component) == 1 and component[0] not in graph[component[0]]:
+            continue  # no cycle through here
+        looping_calls = sorted(c for c in calls if c in members)
+        if not looping_calls:
+            continue  # a loop inside one flow, reported by the loop check
+        flow_id, node_id = looping_calls[0]
+        node = flows.flow(flow_id).nodes[node_id]
+        nested = " -> ".join(sorted({f for f, _ in members}))
+        diags.error(node.pos, f"call of sub-flow '{node.params.flow_id}' can nest forever without "
+                    f"waiting for the caller (flows {nested})")
+
+
 def _cycle_from(start: str, graph: Mapping[str, list[str]], ids: set[str]) -> list[str]:
     path = [start]
     seen = {start}
@@ -217,13 +252,13 @@ def _cycle_from(start: str, graph: Mapping[str, list[str]], ids: set[str]) -> li
         current = nxt
 
 
-def _strongly_connected(graph: Mapping[str, list[str]]) -> list[list[str]]:
+def _strongly_connected(graph: Mapping[Any, list[Any]]) -> list[list[Any]]:
     """Tarjan's algorithm, iterative so a long chain of nodes cannot overflow the stack."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    on_stack: set[str] = set()
-    stack: list[str] = []
-    result: list[list[str]] = []
+    index: dict[Any, int] = {}
+    low: dict[Any, int] = {}
+    on_stack: set[Any] = set()
+    stack: list[Any] = []
+    result: list[list[Any]] = []
     counter = 0
     for root in graph:
         if root in index:
