@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import getpass
 import sys
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import click
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ivr.bank.db import DatabaseUrlError, make_engine
 from ivr.bank.migrate import upgrade
@@ -18,13 +21,37 @@ from ivr.bank.runtime import BankNotReady, check_ready
 from ivr.bank.secrets import mask_account
 from ivr.bank.seed import AlreadySeeded, DemoCustomer, seed
 from ivr.bank.service import Bank
-from ivr.config import get_settings
+from ivr.config import Settings, get_settings
 from ivr.switch.ledger import effective_card_status
 
 
 def _fail(message: str) -> None:
     click.echo(f"error: {message}", err=True)
     sys.exit(1)
+
+
+T = TypeVar("T")
+
+
+def _with_bank(work: Callable[[AsyncEngine, Settings], Awaitable[T]],
+               need_customers: bool = True) -> T:
+    """Open the database at DATABASE_URL, check it is set up, run `work`, close it.
+    A database that is missing or not set up ends the command with what to run."""
+    settings = get_settings()
+
+    async def run() -> T:
+        engine = make_engine(settings.database_url)
+        try:
+            await check_ready(engine, settings.database_url, need_customers=need_customers)
+            return await work(engine, settings)
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(run())
+    except (BankNotReady, DatabaseUrlError) as exc:
+        _fail(str(exc))
+        raise AssertionError("unreachable") from exc
 
 
 @click.group()
@@ -55,25 +82,16 @@ def bank() -> None:
 @click.option("--if-empty", is_flag=True, help="Do nothing (and succeed) when customers exist.")
 def bank_seed(reset: bool, if_empty: bool) -> None:
     """Create the demo bank and print the identities and PINs to try calls with."""
-    settings = get_settings()
 
-    async def run() -> list[DemoCustomer] | None:
-        engine = make_engine(settings.database_url)
+    async def run(engine: AsyncEngine, settings: Settings) -> list[DemoCustomer] | None:
         try:
-            await check_ready(engine, settings.database_url, need_customers=False)
             return await seed(engine, settings, reset=reset)
         except AlreadySeeded as exc:
             if if_empty:
                 return None
             raise BankNotReady(str(exc)) from None
-        finally:
-            await engine.dispose()
 
-    try:
-        customers = asyncio.run(run())
-    except BankNotReady as exc:
-        _fail(str(exc))
-        return
+    customers = _with_bank(run, need_customers=False)
     if customers is None:
         click.echo("the bank already has customers; nothing seeded", err=True)
         return
@@ -101,46 +119,34 @@ def bank_seed(reset: bool, if_empty: bool) -> None:
 @click.argument("customer", required=False)
 def bank_show(customer: str | None) -> None:
     """List customers, or show one (CUSTOMER is a number such as C0001). Masked."""
-    settings = get_settings()
 
-    async def run() -> None:
-        engine = make_engine(settings.database_url)
-        try:
-            await check_ready(engine, settings.database_url)
-            console = Console()
-            async with engine.connect() as conn:
-                if customer is None:
-                    rows = (await conn.execute(
-                        select(Customer.number, Customer.name, Customer.segment, Customer.language,
-                               Customer.status, PhoneCredential.locked_at)
-                        .outerjoin(PhoneCredential, PhoneCredential.customer_id == Customer.id)
-                        .order_by(Customer.number))).all()
-                    table = Table(title="Customers")
-                    for column in ("customer", "name", "segment", "lang", "status", "phone banking"):
-                        table.add_column(column)
-                    for r in rows:
-                        table.add_row(r.number, r.name, r.segment, r.language, r.status,
-                                      "locked" if r.locked_at else "open")
-                    console.print(table)
-                    return
-                cid = (await conn.execute(
-                    select(Customer.id).where(Customer.number == customer))).scalar_one_or_none()
-                if cid is None:
-                    raise BankNotReady(f"no customer {customer}; 'ivr bank show' lists them")
-                await _show_one(conn, console, cid)
-        finally:
-            await engine.dispose()
+    async def run(engine: AsyncEngine, settings: Settings) -> None:
+        console = Console()
+        async with engine.connect() as conn:
+            if customer is None:
+                rows = (await conn.execute(
+                    select(Customer.number, Customer.name, Customer.segment, Customer.language,
+                           Customer.status, PhoneCredential.locked_at)
+                    .outerjoin(PhoneCredential, PhoneCredential.customer_id == Customer.id)
+                    .order_by(Customer.number))).all()
+                table = Table(title="Customers")
+                for column in ("customer", "name", "segment", "lang", "status", "phone banking"):
+                    table.add_column(column)
+                for r in rows:
+                    table.add_row(r.number, r.name, r.segment, r.language, r.status,
+                                  "locked" if r.locked_at else "open")
+                console.print(table)
+                return
+            cid = (await conn.execute(
+                select(Customer.id).where(Customer.number == customer))).scalar_one_or_none()
+            if cid is None:
+                raise BankNotReady(f"no customer {customer}; 'ivr bank show' lists them")
+            await _show_one(conn, console, cid)
 
-    try:
-        asyncio.run(run())
-    except BankNotReady as exc:
-        _fail(str(exc))
+    _with_bank(run)
 
 
-async def _show_one(conn: object, console: Console, cid: int) -> None:
-    from sqlalchemy.ext.asyncio import AsyncConnection
-
-    assert isinstance(conn, AsyncConnection)
+async def _show_one(conn: AsyncConnection, console: Console, cid: int) -> None:
     who = (await conn.execute(select(Customer).where(Customer.id == cid))).one()
     cred = (await conn.execute(select(PhoneCredential.failed_attempts, PhoneCredential.locked_at)
                                .where(PhoneCredential.customer_id == cid))).first()
@@ -184,22 +190,11 @@ async def _show_one(conn: object, console: Console, cid: int) -> None:
 @click.option("--operator", default=None, help="Who unlocks, for the audit log (default: you).")
 def bank_unlock(customer: str, operator: str | None) -> None:
     """Unlock phone banking for CUSTOMER after too many wrong PINs (audited)."""
-    settings = get_settings()
     who = operator or getpass.getuser()
 
-    async def run() -> bool:
-        engine = make_engine(settings.database_url)
-        try:
-            await check_ready(engine, settings.database_url)
-            return await Bank(engine, settings).unlock(customer, who)
-        finally:
-            await engine.dispose()
+    async def run(engine: AsyncEngine, settings: Settings) -> bool:
+        return await Bank(engine, settings).unlock(customer, who)
 
-    try:
-        done = asyncio.run(run())
-    except BankNotReady as exc:
-        _fail(str(exc))
-        return
-    if not done:
+    if not _with_bank(run):
         _fail(f"no customer {customer} with phone banking; 'ivr bank show' lists customers")
     click.echo(f"phone banking unlocked for {customer} (by {who}, audited)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from ivr.engine.interpreter import Interpreter
 from ivr.engine.state import CallState
@@ -72,20 +73,9 @@ def describe_end(turn: Turn) -> str:
     raise TypeError(wait)
 
 
-def play_call(
-    interpreter: Interpreter,
-    answers: Iterator[str | None],
-    *,
-    caller: str | None = None,
-    language: str | None = None,
-    call_id: str = "console",
-    save_restore: bool = False,
-    echo: Callable[[str], None] | None = None,
-) -> ConsoleResult:
+def play_call(interpreter: Interpreter, answers: Iterator[str | None], **options: Any) -> ConsoleResult:
     """`play_call_async` for callers without an event loop of their own."""
-    return asyncio.run(play_call_async(
-        interpreter, answers, caller=caller, language=language, call_id=call_id,
-        save_restore=save_restore, echo=echo))
+    return asyncio.run(play_call_async(interpreter, answers, **options))
 
 
 async def play_call_async(

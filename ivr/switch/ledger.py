@@ -295,6 +295,13 @@ class LedgerSwitch:
         if claimed is None:
             raise _Decline(Decline.over_daily_limit)
 
+    def _pay_out(self, conn: Connection, reference: str, customer_id: int, to_account: int,
+                 amount: int, memo: str) -> None:
+        """From the customer's current account, within their daily limit, to `to_account`."""
+        source = self._current_account(conn, customer_id)
+        self._use_daily_limit(conn, customer_id, amount)
+        self._move(conn, reference, source, to_account, amount, memo)
+
     def _current_account(self, conn: Connection, customer_id: int) -> int:
         account_id = conn.execute(
             select(_CURRENT_ACCOUNT), {"customer": customer_id}).scalar_one_or_none()
@@ -354,10 +361,8 @@ class LedgerSwitch:
             ).first()
             if biller is None:
                 raise _Decline(Decline.biller_not_found)
-            source = self._current_account(conn, request.customer_id)
-            self._use_daily_limit(conn, request.customer_id, request.amount)
             memo = f"bill {biller.name} {request.bill_reference}"[:60]
-            self._move(conn, reference, source, biller.account_id, request.amount, memo)
+            self._pay_out(conn, reference, request.customer_id, biller.account_id, request.amount, memo)
             return api.BillPaid(reference, request.amount, biller.name)
 
         return await self._once(request.idempotency_key, "bill_payment", request.customer_id,
@@ -374,10 +379,8 @@ class LedgerSwitch:
             ).first()
             if fund is None:
                 raise _Decline(Decline.fund_not_found)
-            source = self._current_account(conn, request.customer_id)
-            self._use_daily_limit(conn, request.customer_id, request.amount)
-            self._move(conn, reference, source, fund.settlement_account_id, request.amount,
-                       f"fund {request.fund_code}")
+            self._pay_out(conn, reference, request.customer_id, fund.settlement_account_id,
+                          request.amount, f"fund {request.fund_code}")
             # amount is in fen, nav in 1/10000 yuan per unit, units in 1/10000.
             units = request.amount * 100 * 10_000 // fund.nav
             holding = self._upsert(FundHolding).values(

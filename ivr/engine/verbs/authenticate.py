@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ivr.engine.verbs.base import Await, Call, Go, Step, Verb, register
+from ivr.engine.verbs.base import Await, Call, Go, Step, Verb, register, take_secret
 from ivr.engine.verbs.identify import fall_back
 from ivr.flow import params as p
 from ivr.flow.model import Node
@@ -48,10 +48,7 @@ class Authenticate(Verb[AuthenticateParams]):
 
         if call.customer_id is None:
             raise FlowRuntimeError("authenticate needs an identified customer; put identify first")
-        if params.pin not in call.secrets:
-            raise FlowRuntimeError(f"'{params.pin}' must be collected with `secret: true` "
-                                   "in the same turn, just before authenticate")
-        pin = call.secrets.pop(params.pin)
+        pin = take_secret(call, params.pin, "authenticate")
         result = await call.services.bank.authenticate(call.customer_id, pin, call.call_id)
         if result.outcome == "ok":
             call.identified(call.customer_id, "pin")

@@ -169,6 +169,16 @@ class Verb(Generic[P]):
         raise NotImplementedError(f"verb '{self.name}' does not wait for the caller")
 
 
+def take_secret(call: Call, name: str, verb: str) -> str:
+    """The keys a secret `collect` put in `name` this turn, removed as they are taken."""
+    if name not in call.secrets:
+        from ivr.engine.interpreter import FlowRuntimeError
+
+        raise FlowRuntimeError(f"'{name}' must be collected with `secret: true` in the same turn, "
+                               f"just before {verb}")
+    return call.secrets.pop(name)
+
+
 REGISTRY: dict[str, Verb[Any]] = {}
 
 

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from ivr.engine.verbs.base import Await, Call, Go, Step, Verb, register
+from ivr.engine.verbs.base import Await, Call, Go, Step, Verb, register, take_secret
 from ivr.flow import params as p
 from ivr.flow.diagnostics import Pos
 from ivr.flow.model import ExprRef, Node
@@ -202,10 +202,4 @@ class Transact(Verb[TransactParams]):
             return api.FundPurchase(customer, key, str(values["fund"]), yuan_to_fen(values["amount"]))
         if kind == "fx_quote":
             return api.FxQuote(str(values["currency"]))
-        new_pin = call.secrets.pop(params.pin, "")
-        if not new_pin:
-            from ivr.engine.interpreter import FlowRuntimeError
-
-            raise FlowRuntimeError(f"'{params.pin}' must be collected with `secret: true` "
-                                   "in the same turn, just before pin_change")
-        return api.PinChange(customer, key, new_pin)
+        return api.PinChange(customer, key, take_secret(call, params.pin, "pin_change"))
