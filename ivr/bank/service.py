@@ -7,11 +7,14 @@ how it ended; PIN digits and full card or ID numbers are never written anywhere.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ivr.bank.models import (
@@ -33,6 +36,26 @@ from ivr.engine.validators import check_card, check_resident_id
 from ivr.switch.ledger import effective_card_status
 
 log = logging.getLogger("ivr.bank")
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+
+class BankUnavailable(Exception):
+    """The bank's database did not answer; nothing is known about the caller."""
+
+
+def _answering(method: F) -> F:
+    """Turn a database that does not answer into BankUnavailable, with the reason logged."""
+
+    @functools.wraps(method)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await method(*args, **kwargs)
+        except (OSError, DBAPIError) as exc:
+            log.error("bank unavailable in %s: %s", method.__name__, exc)
+            raise BankUnavailable(f"the bank's database did not answer: {exc}") from exc
+
+    return wrapper  # type: ignore[return-value]
 
 IdentifyBy = Literal["card", "resident_id", "account"]
 NotIdentifiedReason = Literal["unknown", "invalid", "closed", "blocked"]
@@ -100,6 +123,7 @@ class Bank:
 
     # --- identification ------------------------------------------------------------
 
+    @_answering
     async def identify(self, by: IdentifyBy, keys: str, call_id: str = "") -> Identified | NotIdentified:
         result = await self._identify(by, keys)
         customer_id = result.customer_id if isinstance(result, Identified) else None
@@ -155,6 +179,7 @@ class Bank:
                 return NotIdentified("blocked", f"the account is {account[1]}")
             return Identified(account[0], "account", mask_account(keys))
 
+    @_answering
     async def caller_hint(self, caller: str | None) -> int | None:
         """The customer whose registered phone is calling, if exactly one: a hint, not proof."""
         e164 = normalise_phone(caller)
@@ -168,6 +193,7 @@ class Bank:
 
     # --- the phone PIN -------------------------------------------------------------------
 
+    @_answering
     async def authenticate(self, customer_id: int, pin: str, call_id: str = "") -> AuthResult:
         async with self.engine.connect() as conn:
             row = (await conn.execute(
@@ -233,6 +259,7 @@ class Bank:
 
     # --- the single customer view ------------------------------------------------------
 
+    @_answering
     async def customer_view(self, customer_id: int) -> CustomerView:
         async with self.engine.connect() as conn:
             customer = (await conn.execute(

@@ -279,3 +279,17 @@ def _unreachable_engine() -> AsyncEngine:
     from ivr.bank.db import make_engine
 
     return make_engine("sqlite:////nonexistent-folder/bank.db")
+
+
+async def test_bank_down_at_identification_reaches_an_agent(
+    hotline: Interpreter, settings: Settings, demo: dict[str, DemoCustomer],
+) -> None:
+    broken_engine = _unreachable_engine()
+    broken = Interpreter(hotline.flows, hotline.catalog, Services(
+        Bank(broken_engine, settings), LedgerSwitch(broken_engine, settings)))
+    result = await play_call_async(broken, iter(["1", "1", "1", f"{demo['C0001'].card}#"]),
+                                   caller="13800000001")
+    assert result.end_reason == "flow_error"
+    assert result.lines[-1] == (
+        "END: transferred to queue 'agents' (flow_error) with fault=hotline/recognise_phone")
+    await broken_engine.dispose()

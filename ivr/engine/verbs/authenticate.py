@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ivr.engine.verbs.base import Await, Call, Go, Step, Verb, register, take_secret
-from ivr.engine.verbs.identify import fall_back
+from ivr.engine.verbs.identify import bank_answering, fall_back
 from ivr.flow import params as p
 from ivr.flow.model import Node
 
@@ -41,7 +41,7 @@ class Authenticate(Verb[AuthenticateParams]):
         return ("no_pin",)
 
     def run(self, node: Node, params: AuthenticateParams, call: Call) -> Step:
-        return Await(lambda: self._check(node, params, call))
+        return Await(lambda: bank_answering(self._check(node, params, call)))
 
     async def _check(self, node: Node, params: AuthenticateParams, call: Call) -> Step:
         from ivr.engine.interpreter import FlowRuntimeError

@@ -22,6 +22,7 @@ Outcomes:
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
 from ivr.engine.verbs.base import Await, Call, Go, Step, Verb, register
@@ -35,6 +36,17 @@ REASONS = ("unknown", "invalid", "closed", "blocked")
 class IdentifyParams:
     by: str = p.param(p.choice("card", "resident_id", "account", "caller_id"), "a way to identify")
     number: str = p.param(p.identifier, "a variable name", default="")
+
+
+async def bank_answering(work: Awaitable[Step]) -> Step:
+    """The step `work` gives; a bank that does not answer sends the call to an agent."""
+    from ivr.bank.service import BankUnavailable
+    from ivr.engine.interpreter import FlowRuntimeError
+
+    try:
+        return await work
+    except BankUnavailable as exc:
+        raise FlowRuntimeError(str(exc)) from exc
 
 
 def fall_back(node: Node, outcome: str, general: str) -> Go:
@@ -53,7 +65,7 @@ class Identify(Verb[IdentifyParams]):
         return REASONS
 
     def run(self, node: Node, params: IdentifyParams, call: Call) -> Step:
-        return Await(lambda: self._identify(node, params, call))
+        return Await(lambda: bank_answering(self._identify(node, params, call)))
 
     async def _identify(self, node: Node, params: IdentifyParams, call: Call) -> Step:
         bank = call.services.bank
