@@ -10,8 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
-from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 ASYNC_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg"}
 
@@ -50,7 +49,3 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
     from ivr.bank.units import tune_sqlite as tune
 
     tune(engine.sync_engine)
-
-
-def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False)

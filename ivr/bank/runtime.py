@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -12,9 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ivr.bank.db import make_engine
 from ivr.bank.service import Bank
 from ivr.clock import Clock
-from ivr.config import Settings
+from ivr.config import DEV_LOOKUP_KEY, Settings
 from ivr.engine.services import Services
 from ivr.switch.ledger import LedgerSwitch
+
+log = logging.getLogger("ivr.bank")
 
 
 class BankNotReady(Exception):
@@ -45,6 +48,9 @@ async def open_services(settings: Settings, clock: Clock | None = None) -> Async
     if settings.switch_url != "embedded":
         raise BankNotReady(f"SWITCH_URL '{settings.switch_url}' is not supported yet; "
                            "use 'embedded' (the ledger on the bank's database)")
+    if settings.lookup_key.get_secret_value() == DEV_LOOKUP_KEY:
+        log.warning("IVR_LOOKUP_KEY is not set: card and ID numbers are hashed with the "
+                    "development key; set a secret key of your own before real customers call")
     engine = make_engine(settings.database_url)
     switch: LedgerSwitch | None = None
     try:

@@ -50,10 +50,6 @@ class Units:
             self._worker.start()
 
     @property
-    def dialect(self) -> str:
-        return self.engine.dialect.name
-
-    @property
     def dialect_for_units(self) -> Dialect:
         """The dialect of the connections units receive (to compile statements for them)."""
         return self._sync.dialect if self._threaded else self.engine.dialect

@@ -12,7 +12,6 @@ simply false before the customer is known.
 from __future__ import annotations
 
 import functools
-import operator
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -22,10 +21,14 @@ from jinja2.exceptions import SecurityError
 from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from ivr.engine.fastexpr import Compiled, Refused, Unsupported, compile_node
-
-MAX_SEQUENCE = 10_000
-MAX_EXPONENT = 1_000
+from ivr.engine.fastexpr import (
+    Compiled,
+    Refused,
+    Unsupported,
+    bounded_mul,
+    bounded_pow,
+    compile_node,
+)
 
 
 class ExpressionError(Exception):
@@ -36,15 +39,11 @@ class _BoundedSandbox(ImmutableSandboxedEnvironment):
     intercepted_binops = frozenset({"*", "**"})
 
     def call_binop(self, context: Any, operator_name: str, left: Any, right: Any) -> Any:
-        if operator_name == "**":
-            if isinstance(right, int | float) and abs(right) > MAX_EXPONENT:
-                raise SecurityError("exponent too large")
-            return operator.pow(left, right)
-        for seq, times in ((left, right), (right, left)):
-            sized = isinstance(seq, str | list | tuple) and isinstance(times, int)
-            if sized and len(seq) * times > MAX_SEQUENCE:
-                raise SecurityError("result too long")
-        return operator.mul(left, right)
+        bounded = bounded_pow if operator_name == "**" else bounded_mul
+        try:
+            return bounded(left, right)
+        except Refused as exc:
+            raise SecurityError(str(exc)) from None
 
 
 _ENV = _BoundedSandbox(undefined=ChainableUndefined, autoescape=False)

@@ -119,7 +119,8 @@ TESTS: dict[str, Callable[..., bool]] = {
 }
 
 
-def _mul(left: Any, right: Any) -> Any:
+def bounded_mul(left: Any, right: Any) -> Any:
+    """`*`, refusing a string or list longer than MAX_SEQUENCE."""
     for seq, times in ((left, right), (right, left)):
         if isinstance(seq, str | list | tuple) and isinstance(times, int) \
                 and len(seq) * times > MAX_SEQUENCE:
@@ -127,16 +128,17 @@ def _mul(left: Any, right: Any) -> Any:
     return left * right
 
 
-def _pow(left: Any, right: Any) -> Any:
+def bounded_pow(left: Any, right: Any) -> Any:
+    """`**`, refusing an exponent above MAX_EXPONENT."""
     if isinstance(right, int | float) and abs(right) > MAX_EXPONENT:
         raise Refused("exponent too large")
     return left**right
 
 
 BINARY: dict[type, Callable[[Any, Any], Any]] = {
-    nodes.Add: operator.add, nodes.Sub: operator.sub, nodes.Mul: _mul,
+    nodes.Add: operator.add, nodes.Sub: operator.sub, nodes.Mul: bounded_mul,
     nodes.Div: operator.truediv, nodes.FloorDiv: operator.floordiv, nodes.Mod: operator.mod,
-    nodes.Pow: _pow,
+    nodes.Pow: bounded_pow,
 }
 COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     "eq": operator.eq, "ne": operator.ne, "lt": operator.lt, "gt": operator.gt,

@@ -118,9 +118,6 @@ class _Call:
     def _counter_key(self, name: str) -> str:
         return f"{self._state.flow}:{name}"
 
-    def counter(self, name: str) -> int:
-        return self._state.counters.get(self._counter_key(name), 0)
-
     def bump(self, name: str) -> int:
         key = self._counter_key(name)
         self._state.counters[key] = self._state.counters.get(key, 0) + 1

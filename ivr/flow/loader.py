@@ -8,7 +8,6 @@ never runs.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -364,10 +363,6 @@ def load_flows(path: str | Path, catalog: Catalog | None = None) -> FlowSet:
     if flows is None or diags.has_errors:
         raise FlowError(diags.sorted())
     return flows
-
-
-def with_flow_id(node: Node, flow_id: str) -> Node:
-    return dataclasses.replace(node, params=dataclasses.replace(node.params, flow_id=flow_id))
 
 
 __all__ = ["Diagnostic", "FlowError", "load_flow_set", "load_flows", "read_flow_text"]

@@ -30,10 +30,9 @@ class Invalid(Exception):
 
 @dataclass
 class ParseContext:
-    """What parameter kinds record while they read: every prompt and expression."""
+    """What parameter kinds record while they read: every prompt, and where each parameter is."""
 
     prompts: list[PromptRef] = field(default_factory=list)
-    expressions: list[ExprRef] = field(default_factory=list)
     #: where each parameter of the node being read was written
     positions: dict[str, Pos] = field(default_factory=dict)
 
@@ -183,9 +182,7 @@ def expression(value: YValue, ctx: ParseContext) -> ExprRef:
         compiled = compile_expression(source)
     except ExpressionError as exc:
         raise Invalid(v.pos, str(exc)) from None
-    ref = ExprRef(source, v.pos, compiled)
-    ctx.expressions.append(ref)
-    return ref
+    return ExprRef(source, v.pos, compiled)
 
 
 def expression_map(value: YValue, ctx: ParseContext) -> tuple[tuple[str, ExprRef], ...]:

@@ -116,11 +116,9 @@ class Call(Protocol):
         """A key for a request made at this node in this turn: a retried turn gets the same."""
         ...
 
-    def counter(self, name: str) -> int:
-        """A per-node counter (retries), kept in the state."""
+    def bump(self, name: str) -> int:
+        """Count one more on a per-node counter (retries), kept in the state."""
         ...
-
-    def bump(self, name: str) -> int: ...
 
     def reset(self, name: str) -> None: ...
 
