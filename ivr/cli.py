@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import click
 
 from ivr.bank.runtime import BankNotReady, open_services
-from ivr.channels.console import ConsoleResult, play_call_async
+from ivr.channels.console import Answers, ConsoleResult, play_call_async
 from ivr.config import get_settings
 from ivr.engine.interpreter import Interpreter
+from ivr.engine.turn import Gather
 from ivr.flow.diagnostics import Diagnostic, Diagnostics, FlowError
 from ivr.flow.loader import load_flow_set, load_flows, read_flow_file
 from ivr.flow.model import FlowSet
@@ -132,20 +133,14 @@ def _uses_services(flows: FlowSet) -> bool:
                for flow in flows.flows.values() for node in flow.nodes.values())
 
 
-def _interactive() -> Iterator[str | None]:
-    click.echo("(type the keys and press Enter; an empty line waits without pressing; "
-               "'h' or Ctrl-D hangs up)", err=True)
-    while True:
-        try:
-            line = input("keys> ")
-        except EOFError:
-            yield None
-            return
-        line = line.strip()
-        if line.lower() in ("h", "hangup", "q"):
-            yield None
-            return
-        yield line
+def _ask_at_the_terminal(gather: Gather) -> str | None:
+    """One entry typed at the terminal; a PIN or card number is not shown as it is typed."""
+    try:
+        line = getpass.getpass("keys (hidden)> ") if gather.secret else input("keys> ")
+    except EOFError:
+        return None
+    line = line.strip()
+    return None if line.lower() in ("h", "hangup", "q") else line
 
 
 @main.command()
@@ -166,9 +161,11 @@ def call(flow: Path, caller: str | None, lang: str | None, keys: str | None,
         if bad:
             raise click.BadParameter(f"keys may hold 0-9, * and # only, not {''.join(bad)!r}",
                                      param_hint="--keys")
-        answers: Iterator[str | None] = iter(keys.split(","))
+        answers: Answers = iter(keys.split(","))
     else:
-        answers = _interactive()
+        click.echo("(type the keys and press Enter; an empty line waits without pressing; "
+                   "'h' or Ctrl-D hangs up)", err=True)
+        answers = _ask_at_the_terminal
     async def run() -> ConsoleResult:
         if not _uses_services(flows):
             return await play_call_async(Interpreter(flows, catalog), answers, caller=caller,

@@ -61,6 +61,18 @@ def test_seed_prints_identities_and_calls_use_them(bank_env: dict[str, str]) -> 
     assert zhang["card"] not in done.stdout and zhang["PIN"] not in done.stdout
 
 
+def test_interactive_call_hides_the_pin(bank_env: dict[str, str]) -> None:
+    listing = ivr("bank", "seed", "--reset", env=bank_env).stdout.splitlines()
+    zhang = dict(zip(listing[1].split("\t"), listing[2].split("\t"), strict=True))
+    typed = f"1\n1\n1\n{zhang['card']}#\n{zhang['PIN']}\n1\n0\n"
+    done = ivr("call", BANK_HOTLINE, env=bank_env, input=typed)
+    assert done.returncode == 0, done.stderr
+    assert "IVR: 您的可用余额合计18518.50元。" in done.stdout
+    assert "keys (hidden)> " in done.stderr
+    assert zhang["PIN"] not in done.stdout + done.stderr
+    assert zhang["card"] not in done.stdout + done.stderr
+
+
 def test_operator_commands_are_masked(bank_env: dict[str, str]) -> None:
     shown = ivr("bank", "show", "C0002", env=bank_env)
     assert shown.returncode == 0, shown.stderr

@@ -73,14 +73,18 @@ def describe_end(turn: Turn) -> str:
     raise TypeError(wait)
 
 
-def play_call(interpreter: Interpreter, answers: Iterator[str | None], **options: Any) -> ConsoleResult:
+#: what the caller keys for a wait: an entry, or None to hang up
+Answers = Iterator[str | None] | Callable[[Gather], str | None]
+
+
+def play_call(interpreter: Interpreter, answers: Answers, **options: Any) -> ConsoleResult:
     """`play_call_async` for callers without an event loop of their own."""
     return asyncio.run(play_call_async(interpreter, answers, **options))
 
 
 async def play_call_async(
     interpreter: Interpreter,
-    answers: Iterator[str | None],
+    answers: Answers,
     *,
     caller: str | None = None,
     language: str | None = None,
@@ -88,7 +92,8 @@ async def play_call_async(
     save_restore: bool = False,
     echo: Callable[[str], None] | None = None,
 ) -> ConsoleResult:
-    """Run one call. `answers` yields each entry; None means the caller hangs up.
+    """Run one call. `answers` yields each entry (or, called with the wait, returns
+    it, so a terminal can hide a PIN as it is typed); None means the caller hangs up.
 
     With `save_restore`, the state goes through JSON at every wait, exactly as
     it does between two webhooks; the transcript must not change.
@@ -117,7 +122,7 @@ async def play_call_async(
         if _complete(type_ahead, gather):
             entry: str | None = type_ahead
         else:
-            answer = next(answers, None)
+            answer = answers(gather) if callable(answers) else next(answers, None)
             entry = None if answer is None else type_ahead + answer
         if entry is None:
             say("CALLER: (hangs up)")
