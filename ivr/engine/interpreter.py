@@ -20,7 +20,7 @@ from ivr.engine.services import Services
 from ivr.engine.state import AuthLevel, CallState, Frame, StateError
 from ivr.engine.turn import CallerHangup, Event, Gather, Hangup, Segment, Transfer, Turn
 from ivr.engine.verbs import REGISTRY
-from ivr.engine.verbs.base import Await, End, Enter, Go, Return, Step, Wait
+from ivr.engine.verbs.base import Await, End, Enter, FlowRuntimeError, Go, Return, Step, Wait
 from ivr.flow.model import FlowSet, Node, PromptRef
 from ivr.speech.catalog import Catalog
 
@@ -32,10 +32,6 @@ MAX_SUBFLOW_DEPTH = 16
 
 class CallEnded(Exception):
     """advance() was called for a call that has already ended."""
-
-
-class FlowRuntimeError(Exception):
-    """A flow did something at run time that it cannot do; the call goes to an agent."""
 
 
 class _Call:
@@ -71,9 +67,7 @@ class _Call:
         return self._state.auth
 
     def identified(self, customer_id: int, level: AuthLevel) -> None:
-        if self._state.customer_id not in (None, customer_id):
-            # A different customer: whatever the first one proved does not carry over.
-            self._state.auth = "none"
+        # A new identification replaces what an earlier one proved, PIN included.
         self._state.customer_id = customer_id
         self._state.auth = level
 
@@ -295,4 +289,4 @@ class Interpreter:
         raise TypeError(f"unexpected step {step!r}")
 
 
-__all__ = ["CallEnded", "Gather", "Interpreter", "Turn"]
+__all__ = ["CallEnded", "FlowRuntimeError", "Gather", "Interpreter", "Turn"]

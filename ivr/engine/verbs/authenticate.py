@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ivr.engine.verbs.base import Await, Call, Go, Step, Verb, register, take_secret
+from ivr.engine.verbs.base import Await, Call, FlowRuntimeError, Go, Step, Verb, register, take_secret
 from ivr.engine.verbs.identify import bank_answering, fall_back
 from ivr.flow import params as p
 from ivr.flow.model import Node
@@ -44,8 +44,6 @@ class Authenticate(Verb[AuthenticateParams]):
         return Await(lambda: bank_answering(self._check(node, params, call)))
 
     async def _check(self, node: Node, params: AuthenticateParams, call: Call) -> Step:
-        from ivr.engine.interpreter import FlowRuntimeError
-
         if call.customer_id is None:
             raise FlowRuntimeError("authenticate needs an identified customer; put identify first")
         pin = take_secret(call, params.pin, "authenticate")

@@ -20,6 +20,11 @@ from ivr.flow.diagnostics import Pos
 from ivr.flow.model import FlowSet, Node, PromptRef, Target
 from ivr.flow.params import FileRef
 
+
+class FlowRuntimeError(Exception):
+    """A flow did something at run time that it cannot do; the call goes to an agent."""
+
+
 # --- steps: what a verb tells the interpreter to do next --------------------
 
 
@@ -170,8 +175,6 @@ class Verb(Generic[P]):
 def take_secret(call: Call, name: str, verb: str) -> str:
     """The keys a secret `collect` put in `name` this turn, removed as they are taken."""
     if name not in call.secrets:
-        from ivr.engine.interpreter import FlowRuntimeError
-
         raise FlowRuntimeError(f"'{name}' must be collected with `secret: true` in the same turn, "
                                f"just before {verb}")
     return call.secrets.pop(name)

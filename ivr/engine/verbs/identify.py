@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from dataclasses import dataclass
 
-from ivr.engine.verbs.base import Await, Call, Go, Step, Verb, register
+from ivr.engine.verbs.base import Await, Call, FlowRuntimeError, Go, Step, Verb, register
 from ivr.flow import params as p
 from ivr.flow.model import Node
 
@@ -41,7 +41,6 @@ class IdentifyParams:
 async def bank_answering(work: Awaitable[Step]) -> Step:
     """The step `work` gives; a bank that does not answer sends the call to an agent."""
     from ivr.bank.service import BankUnavailable
-    from ivr.engine.interpreter import FlowRuntimeError
 
     try:
         return await work
