@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -138,6 +139,8 @@ def test_a_flow_with_errors_does_not_run(tmp_path: Path) -> None:
     assert done.stdout == ""
 
 
+@pytest.mark.skipif(shutil.which("dot") is None,
+                    reason="Graphviz's dot is not installed (apt-get install graphviz)")
 def test_graph_svg_is_valid_and_shows_every_node() -> None:
     done = ivr("graph", BANK_HOTLINE, "--format", "svg")
     assert done.returncode == 0, done.stderr
