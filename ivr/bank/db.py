@@ -12,6 +12,8 @@ from typing import Any
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from ivr.bank.units import tune_sqlite
+
 ASYNC_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg"}
 
 
@@ -38,14 +40,8 @@ def make_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:
     parsed = async_url(url)
     if parsed.get_backend_name() == "sqlite":
         engine = create_async_engine(parsed, connect_args={"timeout": 30}, **kwargs)
-        _tune_sqlite(engine)
+        tune_sqlite(engine.sync_engine)
         return engine
     kwargs.setdefault("pool_size", 20)
     kwargs.setdefault("max_overflow", 20)
     return create_async_engine(parsed, **kwargs)
-
-
-def _tune_sqlite(engine: AsyncEngine) -> None:
-    from ivr.bank.units import tune_sqlite as tune
-
-    tune(engine.sync_engine)

@@ -60,7 +60,7 @@ def check_flow_set(
 
 
 def _link_subflows(flow: Flow, id_of_path: Mapping[Path, str], diags: Diagnostics) -> Flow:
-    from ivr.flow.loader import _is_file, _resolved, resolve_subflow
+    from ivr.flow.loader import is_file, resolve_subflow, resolved_path
 
     nodes = dict(flow.nodes)
     for node in flow.nodes.values():
@@ -68,13 +68,12 @@ def _link_subflows(flow: Flow, id_of_path: Mapping[Path, str], diags: Diagnostic
         if ref is None:
             continue
         path = resolve_subflow(flow.path, ref.path)
-        flow_id = id_of_path.get(_resolved(path))
+        flow_id = id_of_path.get(resolved_path(path))
         if flow_id is None:
-            if not _is_file(path):
-                shown = str(path) if len(str(path)) < 200 else str(path)[:200] + "..."
-                diags.error(ref.pos, f"sub-flow '{ref.path[:100]}' not found (looked for {shown!r})"
-                            if "\0" in ref.path else
-                            f"sub-flow '{ref.path[:100]}' not found (looked for {shown})")
+            if not is_file(path):
+                # Shortened and escaped: the path may be huge or hold a NUL byte.
+                shown = str(path)[:200].replace("\0", "\\0")
+                diags.error(ref.pos, f"sub-flow '{ref.path[:100]}' not found (looked for {shown})")
             continue
         params = dataclasses.replace(node.params, flow_id=flow_id)
         nodes[node.id] = dataclasses.replace(node, params=params)

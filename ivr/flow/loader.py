@@ -295,12 +295,12 @@ def _read_transitions(
 def resolve_subflow(base_file: str, written: str) -> Path:
     base = Path(base_file).parent
     candidate = base / written
-    if candidate.suffix not in (".yaml", ".yml") and not _is_file(candidate):
+    if candidate.suffix not in (".yaml", ".yml") and not is_file(candidate):
         candidate = candidate.with_name(candidate.name + ".yaml")
     return candidate
 
 
-def _is_file(path: Path) -> bool:
+def is_file(path: Path) -> bool:
     """Path.is_file, but False for names the system cannot even look up (too long, NUL)."""
     try:
         return path.is_file()
@@ -308,7 +308,7 @@ def _is_file(path: Path) -> bool:
         return False
 
 
-def _resolved(path: Path) -> Path:
+def resolved_path(path: Path) -> Path:
     try:
         return path.resolve()
     except (OSError, ValueError):
@@ -344,9 +344,9 @@ def _load_flow_set(
             ref = REGISTRY[node.verb].subflow(node.params)
             if ref is None:
                 continue
-            sub = _resolved(resolve_subflow(display[current], ref.path))
+            sub = resolved_path(resolve_subflow(display[current], ref.path))
             display.setdefault(sub, str(resolve_subflow(display[current], ref.path)))
-            if not _is_file(sub):
+            if not is_file(sub):
                 continue  # reported by the checker, at the `flow` parameter
             pending.append(sub)
     flows = {path_: item for path_, item in loaded.items() if item is not None}
