@@ -31,10 +31,24 @@ class Decline(StrEnum):
     invalid_amount = "invalid_amount"
     weak_pin = "weak_pin"
     not_authenticated = "not_authenticated"
+    #: the request was reversed after its answer was lost: nothing moved
+    reversed = "reversed"
 
 
 class SwitchUnavailable(Exception):
     """No answer from the switch (down, timed out). Nothing is known to have happened."""
+
+
+class OutcomeUnknown(SwitchUnavailable):
+    """A money-moving request got no answer in time, so a reversal was sent.
+
+    `reversed` is True once the switch acknowledged the reversal (nothing moved);
+    False while the reversal is still being retried. Never a success.
+    """
+
+    def __init__(self, message: str, reversed: bool) -> None:
+        super().__init__(message)
+        self.reversed = reversed
 
 
 # --- requests ---------------------------------------------------------------
@@ -237,7 +251,8 @@ def encode_result(result: Result) -> dict[str, object]:
 
 def decode_result(data: dict[str, object]) -> Result:
     cls = _STORED[str(data["type"])]
-    values = {k: v for k, v in data.items() if k != "type"}
+    # Keys starting with "_" are the ledger's own notes (what a reversal must undo).
+    values = {k: v for k, v in data.items() if k != "type" and not k.startswith("_")}
     if cls is LossReported:
         values["expires_on"] = dt.date.fromisoformat(str(values["expires_on"]))
         values["cards"] = tuple(values["cards"])  # type: ignore[arg-type]

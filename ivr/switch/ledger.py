@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
@@ -40,7 +41,7 @@ from ivr.bank.models import (
 from ivr.bank.prepared import Prepared
 from ivr.bank.secrets import hash_pin, mask_account, pin_problem
 from ivr.bank.units import Units
-from ivr.clock import Clock, SystemClock, business_day, naive_utc
+from ivr.clock import BANK_TIMEZONE, Clock, SystemClock, business_day, naive_utc
 from ivr.config import Settings
 from ivr.switch import api
 from ivr.switch.api import Decline, Declined
@@ -155,6 +156,21 @@ class LedgerSwitch:
             raise api.SwitchUnavailable(f"the ledger database did not answer: {exc}") from exc
         return result
 
+    async def reverse(self, idempotency_key: str) -> Reversal:
+        """Undo the request made with `idempotency_key`, whether or not it arrived.
+
+        A reversal of a request never seen leaves a tombstone, so the request moves
+        nothing if it arrives late; a second reversal changes nothing. Journal lines
+        are never deleted: the reversal writes the opposite lines.
+        """
+        now = self.clock.now()
+        try:
+            return await self.units.transaction(
+                lambda conn: _reverse(conn, self._upsert, idempotency_key, now))
+        except (OSError, DBAPIError) as exc:
+            log.error("ledger unavailable for a reversal: %s", exc)
+            raise api.SwitchUnavailable(f"the ledger database did not answer: {exc}") from exc
+
     # --- enquiries ------------------------------------------------------------
 
     async def _balance(self, request: api.BalanceInquiry) -> api.Result:
@@ -201,7 +217,9 @@ class LedgerSwitch:
 
     # --- the idempotent frame of every request that changes something ------------
 
-    async def _once(self, key: str, kind: str, customer_id: int, amount: int, body: Body) -> api.Result:
+    async def _once(self, key: str, kind: str, customer_id: int, amount: int, body: Body,
+                    notes: dict[str, object] | None = None) -> api.Result:
+        """Run `body` once for `key`; `notes` (filled by the body) are kept for a reversal."""
         now = naive_utc(self.clock.now())
 
         def unit(conn: Connection) -> api.Result:
@@ -209,8 +227,10 @@ class LedgerSwitch:
                                                  "amount": amount, "now": now})
             reference = f"{tx_id:012d}"
             result = body(conn, reference)
-            self._finish.run(conn, {"tx": tx_id, "reference": reference,
-                                    "result": api.encode_result(result)})
+            stored = api.encode_result(result)
+            if notes:
+                stored.update({f"_{name}": value for name, value in notes.items()})
+            self._finish.run(conn, {"tx": tx_id, "reference": reference, "result": stored})
             return result
 
         try:
@@ -330,6 +350,8 @@ class LedgerSwitch:
                                 request.amount, body)
 
     async def _repay_card(self, request: api.CardRepayment) -> api.Result:
+        notes: dict[str, object] = {}
+
         def body(conn: Connection, reference: str) -> api.Result:
             card = conn.execute(
                 select(Card.id, Card.account_id, Card.statement_balance)
@@ -346,10 +368,11 @@ class LedgerSwitch:
             self._move(conn, reference, source, card.account_id, amount, "credit card repayment")
             left = max(card.statement_balance - amount, 0)
             conn.execute(update(Card).where(Card.id == card.id).values(statement_balance=left))
+            notes.update(card=card.id, statement_before=card.statement_balance)
             return api.Repaid(reference, amount, left)
 
         return await self._once(request.idempotency_key, "card_repayment", request.customer_id,
-                                request.amount, body)
+                                request.amount, body, notes)
 
     async def _pay_bill(self, request: api.BillPayment) -> api.Result:
         if request.amount <= 0:
@@ -391,7 +414,7 @@ class LedgerSwitch:
             return api.FundBought(reference, request.amount, fund.name, units)
 
         return await self._once(request.idempotency_key, "fund_purchase", request.customer_id,
-                                request.amount, body)
+                                request.amount, body, {"fund": request.fund_code})
 
     async def _report_loss(self, request: api.CardLossReport) -> api.Result:
         now = self.clock.now()
@@ -433,6 +456,79 @@ class LedgerSwitch:
             return api.PinChanged(reference)
 
         return await self._once(request.idempotency_key, "pin_change", request.customer_id, 0, body)
+
+
+# --- reversals ---------------------------------------------------------------------
+
+REVERSIBLE = ("transfer", "card_repayment", "bill_payment", "fund_purchase")
+
+
+class Reversal(StrEnum):
+    """What a reversal found; every one of them is an acknowledgement."""
+
+    reversed = "reversed"  # the request had moved money; it is moved back now
+    already_reversed = "already_reversed"
+    declined = "declined"  # the request had moved nothing
+    not_seen = "not_seen"  # never arrived; if it arrives later it moves nothing
+    not_reversible = "not_reversible"  # a card loss or PIN change: not money, not reversed
+
+
+def _reverse(conn: Connection, upsert: Any, key: str, now: dt.datetime) -> Reversal:
+    tombstone = Declined(Decline.reversed)
+    claimed = conn.execute(
+        upsert(Transaction).values(
+            idempotency_key=key, kind="reversal", customer_id=None, amount=0, status="reversed",
+            decline=str(Decline.reversed), reference="", result=api.encode_result(tombstone),
+            created_at=naive_utc(now),
+        ).on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(Transaction.id)
+    ).first()
+    if claimed is not None:
+        return Reversal.not_seen
+    tx = conn.execute(
+        select(Transaction.id, Transaction.kind, Transaction.status, Transaction.customer_id,
+               Transaction.amount, Transaction.reference, Transaction.result,
+               Transaction.created_at)
+        .where(Transaction.idempotency_key == key).with_for_update()
+    ).one()
+    if tx.status == "reversed":
+        return Reversal.already_reversed
+    if tx.status != "approved":
+        return Reversal.declined
+    if tx.kind not in REVERSIBLE:
+        return Reversal.not_reversible
+    lines = conn.execute(
+        select(JournalLine.account_id, JournalLine.amount)
+        .where(JournalLine.transaction_id == tx.id).order_by(JournalLine.account_id)
+    ).all()
+    for line in lines:
+        # Forced, without the overdraft test: the money was never the payee's to spend.
+        after = conn.execute(
+            update(Account).where(Account.id == line.account_id)
+            .values(balance=Account.balance - line.amount).returning(Account.balance)
+        ).scalar_one()
+        conn.execute(insert(JournalLine).values(
+            transaction_id=tx.id, account_id=line.account_id, amount=-line.amount,
+            balance_after=after, memo=f"reversal of {tx.reference}", created_at=naive_utc(now)))
+    moved = sum(line.amount for line in lines if line.amount > 0)
+    result = tx.result or {}
+    if tx.kind in ("transfer", "bill_payment", "fund_purchase") and moved:
+        day = tx.created_at.replace(tzinfo=dt.UTC).astimezone(BANK_TIMEZONE).date()
+        conn.execute(update(DailyUsage)
+                     .where(DailyUsage.customer_id == tx.customer_id, DailyUsage.day == day)
+                     .values(used=DailyUsage.used - moved))
+    if tx.kind == "fund_purchase":
+        conn.execute(update(FundHolding)
+                     .where(FundHolding.customer_id == tx.customer_id,
+                            FundHolding.fund_code == result.get("_fund"))
+                     .values(units=FundHolding.units - int(result.get("units", 0))))
+    if tx.kind == "card_repayment" and "_card" in result:
+        conn.execute(update(Card).where(Card.id == result["_card"])
+                     .values(statement_balance=result["_statement_before"]))
+    conn.execute(update(Transaction).where(Transaction.id == tx.id).values(
+        status="reversed", decline=str(Decline.reversed),
+        result={**api.encode_result(tombstone), "reference": tx.reference}))
+    log.info("reversed transaction %s (%s)", tx.reference, tx.kind)
+    return Reversal.reversed
 
 
 def _stored(conn: Connection, key: str) -> api.Result | None:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import func, select, text, update
@@ -15,6 +16,8 @@ from ivr.clock import FixedClock
 from ivr.config import Settings
 from ivr.switch import api
 from ivr.switch.api import Decline, Declined
+from ivr.switch.iso8583.client import Iso8583Switch
+from ivr.switch.iso8583.server import SwitchServer
 from ivr.switch.ledger import LedgerSwitch
 
 NOON = dt.datetime(2026, 11, 28, 4, 0, tzinfo=dt.UTC)  # 12:00 in Beijing
@@ -25,9 +28,22 @@ def clock() -> FixedClock:
     return FixedClock(NOON)
 
 
-@pytest.fixture
-def switch(engine: AsyncEngine, settings: Settings, clock: FixedClock) -> LedgerSwitch:
-    return LedgerSwitch(engine, settings, clock)
+@pytest.fixture(params=["embedded", "iso8583"])
+async def switch(request: pytest.FixtureRequest, engine: AsyncEngine, settings: Settings,
+                 clock: FixedClock) -> AsyncIterator[api.Switch]:
+    """Every test here runs on the ledger itself and through ISO 8583 over TCP to a
+    switch server in front of the same ledger: the results must be the same."""
+    ledger = LedgerSwitch(engine, settings, clock)
+    if request.param == "embedded":
+        yield ledger
+    else:
+        server = SwitchServer(ledger)
+        host, port = await server.start("127.0.0.1", 0)
+        client = Iso8583Switch(host, port, timeout=10, clock=clock)
+        yield client
+        await client.close()
+        await server.stop()
+    ledger.close()
 
 
 async def cid(engine: AsyncEngine, number: str) -> int:
@@ -59,7 +75,7 @@ async def test_demo_bank_balances_sum_to_zero(demo: dict[str, DemoCustomer], eng
     assert await total_of_all_balances(engine) == 0
 
 
-async def test_balance_inquiry(switch: LedgerSwitch, demo: dict[str, DemoCustomer],
+async def test_balance_inquiry(switch: api.Switch, demo: dict[str, DemoCustomer],
                                engine: AsyncEngine) -> None:
     result = await switch.execute(api.BalanceInquiry(await cid(engine, "C0001")))
     assert isinstance(result, api.Balances)
@@ -70,7 +86,7 @@ async def test_balance_inquiry(switch: LedgerSwitch, demo: dict[str, DemoCustome
 
 
 async def test_transfer_moves_money_once_and_journals_it(
-    switch: LedgerSwitch, demo: dict[str, DemoCustomer], engine: AsyncEngine,
+    switch: api.Switch, demo: dict[str, DemoCustomer], engine: AsyncEngine,
 ) -> None:
     zhang = await cid(engine, "C0001")
     before_total = await total_of_all_balances(engine)
@@ -93,7 +109,7 @@ async def test_transfer_moves_money_once_and_journals_it(
 
 
 async def test_same_key_concurrently_moves_money_once(
-    switch: LedgerSwitch, demo: dict[str, DemoCustomer], engine: AsyncEngine,
+    switch: api.Switch, demo: dict[str, DemoCustomer], engine: AsyncEngine,
 ) -> None:
     zhang = await cid(engine, "C0001")
     request = api.TransferToPayee(zhang, "call-2/replayed-webhook", payee_position=1, amount=5_000)
@@ -106,7 +122,7 @@ async def test_same_key_concurrently_moves_money_once(
 
 
 async def test_many_concurrent_transfers_never_overdraw(
-    switch: LedgerSwitch, demo: dict[str, DemoCustomer], engine: AsyncEngine,
+    switch: api.Switch, demo: dict[str, DemoCustomer], engine: AsyncEngine,
 ) -> None:
     # 孙丽 has 12.30 and one payee: 40 transfers of 1.00 can succeed at most 12 times.
     sun = await cid(engine, "C0012")
@@ -128,7 +144,7 @@ async def test_many_concurrent_transfers_never_overdraw(
 
 
 async def test_opposite_transfers_at_once_do_not_deadlock(
-    switch: LedgerSwitch, demo: dict[str, DemoCustomer], engine: AsyncEngine,
+    switch: api.Switch, demo: dict[str, DemoCustomer], engine: AsyncEngine,
 ) -> None:
     zhang, li = await cid(engine, "C0001"), await cid(engine, "C0002")
     before_total = await total_of_all_balances(engine)
@@ -150,7 +166,7 @@ async def test_opposite_transfers_at_once_do_not_deadlock(
     ],
 )
 async def test_declines_are_typed_and_move_nothing(
-    switch: LedgerSwitch, demo: dict[str, DemoCustomer], engine: AsyncEngine,
+    switch: api.Switch, demo: dict[str, DemoCustomer], engine: AsyncEngine,
     number: str, position: int, amount: int, reason: Decline,
 ) -> None:
     before = await balance_of(engine, demo[number].account)
@@ -160,7 +176,7 @@ async def test_declines_are_typed_and_move_nothing(
     assert await balance_of(engine, demo[number].account) == before
 
 
-async def test_frozen_account_declines(switch: LedgerSwitch, demo: dict[str, DemoCustomer],
+async def test_frozen_account_declines(switch: api.Switch, demo: dict[str, DemoCustomer],
                                        engine: AsyncEngine) -> None:
     xu = await cid(engine, "C0011")
     async with engine.begin() as conn:
@@ -173,7 +189,7 @@ async def test_frozen_account_declines(switch: LedgerSwitch, demo: dict[str, Dem
 
 
 async def test_daily_limit_counts_the_day_in_beijing(
-    switch: LedgerSwitch, demo: dict[str, DemoCustomer], engine: AsyncEngine, clock: FixedClock,
+    switch: api.Switch, demo: dict[str, DemoCustomer], engine: AsyncEngine, clock: FixedClock,
 ) -> None:
     wang = await cid(engine, "C0003")  # private banking: 200,000 a transfer, 500,000 a day
     for i in range(2):
@@ -187,7 +203,7 @@ async def test_daily_limit_counts_the_day_in_beijing(
                       api.Transferred)
 
 
-async def test_declined_key_replays_the_decline(switch: LedgerSwitch, demo: dict[str, DemoCustomer],
+async def test_declined_key_replays_the_decline(switch: api.Switch, demo: dict[str, DemoCustomer],
                                                 engine: AsyncEngine) -> None:
     sun = await cid(engine, "C0012")
     first = await switch.execute(api.TransferToPayee(sun, "same", 1, 5_000))
@@ -197,7 +213,7 @@ async def test_declined_key_replays_the_decline(switch: LedgerSwitch, demo: dict
     assert await switch.execute(api.TransferToPayee(sun, "same", 1, 5_000)) == first
 
 
-async def test_card_loss_is_temporary(switch: LedgerSwitch, demo: dict[str, DemoCustomer],
+async def test_card_loss_is_temporary(switch: api.Switch, demo: dict[str, DemoCustomer],
                                       engine: AsyncEngine, settings: Settings,
                                       clock: FixedClock) -> None:
     bank = Bank(engine, settings, clock)
@@ -217,7 +233,7 @@ async def test_card_loss_is_temporary(switch: LedgerSwitch, demo: dict[str, Demo
 
 
 async def test_credit_card_repayment_of_the_statement(
-    switch: LedgerSwitch, demo: dict[str, DemoCustomer], engine: AsyncEngine,
+    switch: api.Switch, demo: dict[str, DemoCustomer], engine: AsyncEngine,
 ) -> None:
     yang = await cid(engine, "C0006")
     repaid = await switch.execute(api.CardRepayment(yang, "r1"))
@@ -232,7 +248,7 @@ async def test_credit_card_repayment_of_the_statement(
     assert statement == 0
 
 
-async def test_bill_fund_and_quote(switch: LedgerSwitch, demo: dict[str, DemoCustomer],
+async def test_bill_fund_and_quote(switch: api.Switch, demo: dict[str, DemoCustomer],
                                    engine: AsyncEngine) -> None:
     zhang = await cid(engine, "C0001")
     paid = await switch.execute(api.BillPayment(zhang, "b1", "EL01", "1100223344", 23_456))
@@ -248,7 +264,7 @@ async def test_bill_fund_and_quote(switch: LedgerSwitch, demo: dict[str, DemoCus
     assert await journal_is_balanced(engine)
 
 
-async def test_pin_change(switch: LedgerSwitch, demo: dict[str, DemoCustomer],
+async def test_pin_change(switch: api.Switch, demo: dict[str, DemoCustomer],
                           engine: AsyncEngine, settings: Settings) -> None:
     bank = Bank(engine, settings)
     zhang = await cid(engine, "C0001")
