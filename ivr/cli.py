@@ -219,5 +219,9 @@ from ivr.bank import cli as _bank_cli  # noqa: E402  (adds `ivr db` and `ivr ban
 main.add_command(_bank_cli.db)
 main.add_command(_bank_cli.bank)
 
+from ivr.switch import cli as _switch_cli  # noqa: E402  (adds `ivr switch`)
+
+main.add_command(_switch_cli.switch)
+
 if __name__ == "__main__":
     main()

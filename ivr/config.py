@@ -26,7 +26,8 @@ class Settings(BaseSettings):
     pin_max_attempts: int = Field(default=3, ge=1, le=10)
     #: scrypt cost for PIN hashes (2**n); 14 takes ~40 ms a check here
     pin_hash_cost: int = Field(default=14, ge=10, le=20)
-    #: the central switch: "embedded" (the ledger on the same database) for now
+    #: the central switch: "embedded" (the ledger on the same database) or
+    #: iso8583://HOST:PORT[?timeout=SECONDS&echo=SECONDS] (see docs/iso8583.md)
     switch_url: str = Field(default="embedded", validation_alias="SWITCH_URL")
     #: days a verbal card-loss report holds unless confirmed in a branch
     card_loss_days: int = 5

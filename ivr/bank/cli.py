@@ -33,7 +33,7 @@ def _fail(message: str) -> None:
 T = TypeVar("T")
 
 
-def _with_bank(work: Callable[[AsyncEngine, Settings], Awaitable[T]],
+def with_bank(work: Callable[[AsyncEngine, Settings], Awaitable[T]],
                need_customers: bool = True) -> T:
     """Open the database at DATABASE_URL, check it is set up, run `work`, close it.
     A database that is missing or not set up ends the command with what to run."""
@@ -91,7 +91,7 @@ def bank_seed(reset: bool, if_empty: bool) -> None:
                 return None
             raise BankNotReady(str(exc)) from None
 
-    customers = _with_bank(run, need_customers=False)
+    customers = with_bank(run, need_customers=False)
     if customers is None:
         click.echo("the bank already has customers; nothing seeded", err=True)
         return
@@ -143,7 +143,7 @@ def bank_show(customer: str | None) -> None:
                 raise BankNotReady(f"no customer {customer}; 'ivr bank show' lists them")
             await _show_one(conn, console, cid)
 
-    _with_bank(run)
+    with_bank(run)
 
 
 async def _show_one(conn: AsyncConnection, console: Console, cid: int) -> None:
@@ -195,6 +195,6 @@ def bank_unlock(customer: str, operator: str | None) -> None:
     async def run(engine: AsyncEngine, settings: Settings) -> bool:
         return await Bank(engine, settings).unlock(customer, who)
 
-    if not _with_bank(run):
+    if not with_bank(run):
         _fail(f"no customer {customer} with phone banking; 'ivr bank show' lists customers")
     click.echo(f"phone banking unlocked for {customer} (by {who}, audited)")

@@ -15,6 +15,8 @@ from ivr.bank.service import Bank
 from ivr.clock import Clock
 from ivr.config import DEV_LOOKUP_KEY, Settings
 from ivr.engine.services import Services
+from ivr.switch.api import Switch
+from ivr.switch.iso8583.client import Iso8583Switch
 from ivr.switch.ledger import LedgerSwitch
 
 log = logging.getLogger("ivr.bank")
@@ -45,19 +47,34 @@ async def check_ready(engine: AsyncEngine, url: str, need_customers: bool = True
 @asynccontextmanager
 async def open_services(settings: Settings, clock: Clock | None = None) -> AsyncIterator[Services]:
     """The bank and the switch this process uses, closed again on exit."""
-    if settings.switch_url != "embedded":
-        raise BankNotReady(f"SWITCH_URL '{settings.switch_url}' is not supported yet; "
-                           "use 'embedded' (the ledger on the bank's database)")
+    remote: Iso8583Switch | None = None
+    if settings.switch_url.startswith("iso8583:"):
+        try:
+            remote = Iso8583Switch.from_url(settings.switch_url, clock)
+        except ValueError as exc:
+            raise BankNotReady(str(exc)) from None
+    elif settings.switch_url != "embedded":
+        raise BankNotReady(f"SWITCH_URL '{settings.switch_url}' is neither 'embedded' (the ledger "
+                           "on the bank's database) nor iso8583://HOST:PORT")
     if settings.lookup_key.get_secret_value() == DEV_LOOKUP_KEY:
         log.warning("IVR_LOOKUP_KEY is not set: card and ID numbers are hashed with the "
                     "development key; set a secret key of your own before real customers call")
     engine = make_engine(settings.database_url)
-    switch: LedgerSwitch | None = None
+    ledger: LedgerSwitch | None = None
     try:
         await check_ready(engine, settings.database_url)
-        switch = LedgerSwitch(engine, settings, clock)
+        switch: Switch
+        if remote is None:
+            switch = ledger = LedgerSwitch(engine, settings, clock)
+        else:
+            switch = remote
+            if not await remote.connect():
+                log.warning("the switch at %s does not answer yet; requests will wait for it",
+                            settings.switch_url)
         yield Services(bank=Bank(engine, settings, clock), switch=switch)
     finally:
-        if switch is not None:
-            switch.close()
+        if ledger is not None:
+            ledger.close()
+        if remote is not None:
+            await remote.close()
         await engine.dispose()

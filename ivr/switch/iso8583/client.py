@@ -109,6 +109,16 @@ class Iso8583Switch:
     def pending_reversals(self) -> int:
         return len(self._reversals)
 
+    async def connect(self, wait: float | None = None) -> bool:
+        """Open the connection now; True when signed on within `wait` (default: timeout)."""
+        self._start()
+        assert self._connected is not None
+        try:
+            await asyncio.wait_for(self._connected.wait(), self.timeout if wait is None else wait)
+        except TimeoutError:
+            return False
+        return True
+
     # --- the switch interface -------------------------------------------------------
 
     async def execute(self, request: api.Request) -> api.Result:
@@ -119,7 +129,14 @@ class Iso8583Switch:
         moves_money = isinstance(request, api.MONEY_MOVING)
         name = type(request).__name__
         try:
-            answer = await self._exchange(message, deadline)
+            try:
+                answer = await self._exchange(message, deadline)
+            except ConnectionLost:
+                if moves_money:
+                    raise
+                # An enquiry, or a request the switch makes idempotent by its key:
+                # ask again on the next connection while time is left.
+                answer = await self._exchange(message, deadline)
         except _NotSent as exc:
             raise api.SwitchUnavailable(f"{name} not sent: {exc}") from None
         except (TimeoutError, ConnectionLost) as exc:
@@ -220,7 +237,7 @@ class Iso8583Switch:
                     asyncio.open_connection(self.host, self.port), self.connect_timeout)
             except (OSError, TimeoutError) as exc:
                 log.warning("cannot reach the switch at %s:%d (%s); again in %.2f s",
-                            self.host, self.port, exc or "timed out", pause)
+                            self.host, self.port, str(exc) or "timed out", pause)
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, self.backoff[1])
                 continue
@@ -240,7 +257,7 @@ class Iso8583Switch:
                 self._reversal_wakeup.set()
                 await self._keep_alive(reading)
             except (TimeoutError, ConnectionLost, _NotSent) as exc:
-                log.warning("switch connection failed: %s", exc or "no answer to sign-on")
+                log.warning("switch connection failed: %s", str(exc) or "no answer to sign-on")
             finally:
                 self._connected.clear()
                 writer.close()
@@ -281,7 +298,10 @@ class Iso8583Switch:
                     return
                 self._heard(message)
         finally:
-            # Whoever still waits on this connection will not hear back on it.
+            # Whoever still waits on this connection will not hear back on it; new
+            # requests wait for the next one.
+            assert self._connected is not None
+            self._connected.clear()
             for waiting in list(self._waiting.values()):
                 if not waiting.answer.done():
                     waiting.answer.set_exception(ConnectionLost("the connection dropped"))
