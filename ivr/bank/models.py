@@ -232,3 +232,17 @@ class AuditEntry(Base):
     event: Mapped[str] = mapped_column(String(32))
     call_id: Mapped[str] = mapped_column(String(64), default="")
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class SwitchReversal(Base):
+    """A reversal the ISO 8583 client owes the switch, kept until acknowledged, so a
+    process that stops (or crashes) with reversals outstanding leaves them to the
+    next one. The message is the original request: no PIN, no card number."""
+
+    __tablename__ = "switch_reversals"
+    idempotency_key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    message: Mapped[dict[str, Any]] = mapped_column(JSON)
+    reason: Mapped[str] = mapped_column(String(120), default="")
+    queued_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    acknowledged_at: Mapped[dt.datetime | None] = mapped_column(DateTime, index=True)

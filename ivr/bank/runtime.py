@@ -16,7 +16,8 @@ from ivr.clock import Clock
 from ivr.config import DEV_LOOKUP_KEY, Settings
 from ivr.engine.services import Services
 from ivr.switch.api import Switch
-from ivr.switch.iso8583.client import Iso8583Switch
+from ivr.switch.iso8583.client import Endpoint, Iso8583Switch
+from ivr.switch.iso8583.reversals import ReversalStore
 from ivr.switch.ledger import LedgerSwitch
 
 log = logging.getLogger("ivr.bank")
@@ -47,10 +48,9 @@ async def check_ready(engine: AsyncEngine, url: str, need_customers: bool = True
 @asynccontextmanager
 async def open_services(settings: Settings, clock: Clock | None = None) -> AsyncIterator[Services]:
     """The bank and the switch this process uses, closed again on exit."""
-    remote: Iso8583Switch | None = None
     if settings.switch_url.startswith("iso8583:"):
         try:
-            remote = Iso8583Switch.from_url(settings.switch_url, clock)
+            Endpoint.parse(settings.switch_url)
         except ValueError as exc:
             raise BankNotReady(str(exc)) from None
     elif settings.switch_url != "embedded":
@@ -61,13 +61,15 @@ async def open_services(settings: Settings, clock: Clock | None = None) -> Async
                     "development key; set a secret key of your own before real customers call")
     engine = make_engine(settings.database_url)
     ledger: LedgerSwitch | None = None
+    remote: Iso8583Switch | None = None
     try:
         await check_ready(engine, settings.database_url)
         switch: Switch
-        if remote is None:
+        if settings.switch_url == "embedded":
             switch = ledger = LedgerSwitch(engine, settings, clock)
         else:
-            switch = remote
+            switch = remote = Iso8583Switch.from_url(settings.switch_url, clock,
+                                                     ReversalStore(engine))
             if not await remote.connect():
                 log.warning("the switch at %s does not answer yet; requests will wait for it",
                             settings.switch_url)

@@ -24,6 +24,7 @@ from ivr.switch import api
 from ivr.switch.api import Decline, Declined
 from ivr.switch.iso8583 import messages as m
 from ivr.switch.iso8583.client import Endpoint, Iso8583Switch
+from ivr.switch.iso8583.reversals import ReversalStore
 from ivr.switch.iso8583.server import SwitchServer
 from ivr.switch.ledger import LedgerSwitch, Reversal
 from tests.bank.test_ledger import balance_of, cid, journal_is_balanced, total_of_all_balances
@@ -379,3 +380,46 @@ def test_switch_url_is_checked() -> None:
                       ("iso8583://h:1?timeout=0", "positive")]:
         with pytest.raises(ValueError, match=says):
             Endpoint.parse(bad)
+
+
+async def test_reversals_outlive_the_process_that_owed_them(
+    rig: Rig, engine: AsyncEngine, demo: dict[str, DemoCustomer],
+) -> None:
+    zhang = await cid(engine, "C0001")
+    before = await balance_of(engine, demo["C0001"].account)
+    store = ReversalStore(engine)
+    first = Iso8583Switch("127.0.0.1", rig.client.port, timeout=0.3, backoff=(0.02, 0.1),
+                          reversals=store)
+    rig.proxy.lose = {m.FINANCIAL_RESPONSE}
+    rig.proxy.block = {m.REVERSAL, m.REVERSAL_REPEAT}
+    with pytest.raises(api.OutcomeUnknown):
+        await first.execute(api.TransferToPayee(zhang, "crash-1", 1, 7_700))
+    await first.close(deadline=0.1)  # the process goes away owing the reversal
+    assert [key for key, _, _ in await store.outstanding()] == ["crash-1"]
+    assert await balance_of(engine, demo["C0001"].account) == before - 7_700
+    rig.proxy.lose.clear()
+    rig.proxy.block.clear()
+    second = Iso8583Switch("127.0.0.1", rig.client.port, timeout=0.3, reversals=store)
+    try:
+        assert await second.connect()
+        async def settled() -> bool:
+            return await store.outstanding() == [] and second.pending_reversals == 0
+
+        await eventually(settled)
+    finally:
+        await second.close()
+    assert rig.proxy.count("->", m.REVERSAL_REPEAT) >= 1
+    assert await balance_of(engine, demo["C0001"].account) == before
+    assert await transactions(engine) == [("crash-1", "reversed")]
+
+
+async def test_migrations_give_the_models_schema(engine: AsyncEngine) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from ivr.bank.models import Base
+
+    async with engine.connect() as conn:
+        differences = await conn.run_sync(
+            lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata))
+    assert differences == []

@@ -25,6 +25,8 @@ class WireProxy:
         self.upstream = (upstream_host, upstream_port)
         #: message types of answers that are lost on the way back
         self.lose: set[str] = set()
+        #: message types of requests that never reach the switch
+        self.block: set[str] = set()
         #: send every answer twice
         self.repeat = False
         #: hold answers until this many are waiting, then send them newest first
@@ -93,6 +95,8 @@ class WireProxy:
                 data = await read_frame(reader)
                 message = m.decode(data)
                 self.seen.append(("->", message))
+                if message["t"] in self.block:
+                    continue
                 writer.write(m.frame(data))
                 await writer.drain()
                 if self.on_request is not None:

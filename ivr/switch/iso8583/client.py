@@ -25,6 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 from ivr.clock import Clock, SystemClock
 from ivr.switch import api
 from ivr.switch.iso8583 import messages as m
+from ivr.switch.iso8583.reversals import ReversalStore
 
 log = logging.getLogger("ivr.switch.iso8583")
 
@@ -79,7 +80,7 @@ class Iso8583Switch:
     def __init__(self, host: str, port: int, *, timeout: float = 5.0, echo_interval: float = 30.0,
                  connect_timeout: float = 3.0, backoff: tuple[float, float] = (0.05, 5.0),
                  terminal: str = "IVR00001", acquirer: str = "00000001",
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, reversals: ReversalStore | None = None) -> None:
         self.host, self.port = host, port
         self.timeout = timeout
         self.echo_interval = echo_interval
@@ -87,6 +88,8 @@ class Iso8583Switch:
         self.backoff = backoff
         self.terminal, self.acquirer = terminal, acquirer
         self.clock = clock or SystemClock()
+        #: where reversals are written down before they are sent (None: memory only)
+        self.store = reversals
         self._stan = random.randrange(1, 1_000_000)
         self._waiting: dict[str, _Waiting] = {}
         self._reversals: dict[str, _PendingReversal] = {}
@@ -100,10 +103,11 @@ class Iso8583Switch:
         self.connections = 0
 
     @classmethod
-    def from_url(cls, url: str, clock: Clock | None = None) -> Iso8583Switch:
+    def from_url(cls, url: str, clock: Clock | None = None,
+                 reversals: ReversalStore | None = None) -> Iso8583Switch:
         endpoint = Endpoint.parse(url)
         return cls(endpoint.host, endpoint.port, timeout=endpoint.timeout,
-                   echo_interval=endpoint.echo_interval, clock=clock)
+                   echo_interval=endpoint.echo_interval, clock=clock, reversals=reversals)
 
     @property
     def pending_reversals(self) -> int:
@@ -161,8 +165,10 @@ class Iso8583Switch:
             for w in waits:
                 w.cancel()
         if self._reversals:
-            log.error("%d reversals were not acknowledged before closing; their requests "
-                      "must be reconciled with the switch: %s", len(self._reversals),
+            where = ("they stay in the database for the next process to send" if self.store
+                     else "their requests must be reconciled with the switch")
+            log.error("%d reversals were not acknowledged before closing; %s: rrn %s",
+                      len(self._reversals), where,
                       ", ".join(r.original.get("37", "") for r in self._reversals.values()))
         self._closing = True
         if self._connected is not None and self._connected.is_set():
@@ -310,8 +316,12 @@ class Iso8583Switch:
 
     async def _reverse(self, original: m.Message, why: str) -> None:
         """Queue a reversal of `original`, wait for it a while, then raise OutcomeUnknown."""
-        key = m.json_field(original, "48").get("key", original["37"])
-        pending = self._reversals.setdefault(str(key), _PendingReversal(original))
+        key = str(m.json_field(original, "48").get("key", original["37"]))
+        pending = self._reversals.get(key)
+        if pending is None:
+            pending = self._reversals[key] = _PendingReversal(original)
+            if self.store is not None:  # written down before it is first sent
+                await self.store.add(key, original, why, self.clock.now())
         assert self._reversal_wakeup is not None
         self._reversal_wakeup.set()
         log.warning("reversing %s (rrn %s): %s", m.describe(original), original.get("37"), why)
@@ -326,6 +336,12 @@ class Iso8583Switch:
         assert self._connected is not None and self._reversal_wakeup is not None
         loop = asyncio.get_running_loop()
         pause = self.backoff[0]
+        if self.store is not None:
+            for key, original, attempts in await self.store.outstanding():
+                if key not in self._reversals:
+                    log.warning("sending a reversal an earlier process left: rrn %s", original.get("37"))
+                    # It was most likely sent before: the next one goes as a repeat.
+                    self._reversals[key] = _PendingReversal(original, max(attempts, 1))
         while True:
             if not self._reversals:
                 self._reversal_wakeup.clear()
@@ -344,6 +360,8 @@ class Iso8583Switch:
                     log.info("reversal of rrn %s acknowledged after %d attempts",
                              pending.original.get("37"), pending.attempts)
                     del self._reversals[key]
+                    if self.store is not None:
+                        await self.store.acknowledged(key, pending.attempts, self.clock.now())
                     pending.acknowledged.set()
                     pause = self.backoff[0]
                     continue
