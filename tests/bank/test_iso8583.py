@@ -423,3 +423,31 @@ async def test_migrations_give_the_models_schema(engine: AsyncEngine) -> None:
         differences = await conn.run_sync(
             lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata))
     assert differences == []
+
+
+async def test_a_caller_whose_transfer_answer_is_lost_is_never_told_it_was_made(
+    rig: Rig, engine: AsyncEngine, settings: Settings, demo: dict[str, DemoCustomer],
+) -> None:
+    from pathlib import Path
+
+    from ivr.bank.service import Bank
+    from ivr.channels.console import play_call_async
+    from ivr.engine.interpreter import Interpreter
+    from ivr.engine.services import Services
+    from ivr.flow.loader import load_flows
+    from ivr.speech.catalog import Catalog
+
+    root = Path(__file__).resolve().parents[2]
+    catalog = Catalog.load(root / "prompts")
+    hotline = Interpreter(load_flows(root / "flows" / "hotline.yaml", catalog), catalog,
+                          Services(Bank(engine, settings, FixedClock(NOON)), rig.client))
+    zhang = demo["C0001"]
+    before = await balance_of(engine, zhang.account)
+    rig.proxy.lose = {m.FINANCIAL_RESPONSE}
+    keys = ["1", "1", "1", f"{zhang.card}#", zhang.pin, "2", "1", "100*5#", "1"]
+    result = await play_call_async(hotline, iter(keys), call_id="lost-answer")
+    assert "IVR: 对不起，系统暂时无法确认这笔转账，请不要重复转账，我们为您转接人工服务核实。" in result.lines
+    assert not any("转账成功" in line or "已转" in line for line in result.lines)
+    assert result.lines[-1].startswith("END: transferred to queue")
+    assert await balance_of(engine, zhang.account) == before
+    assert [status for _, status in await transactions(engine)] == ["reversed"]
