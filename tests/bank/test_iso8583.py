@@ -451,3 +451,63 @@ async def test_a_caller_whose_transfer_answer_is_lost_is_never_told_it_was_made(
     assert result.lines[-1].startswith("END: transferred to queue")
     assert await balance_of(engine, zhang.account) == before
     assert [status for _, status in await transactions(engine)] == ["reversed"]
+
+
+async def test_a_switch_that_answers_nothing_at_all_gets_nothing_sent() -> None:
+    heard: list[bytes] = []
+
+    async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                heard.append(await read_frame(reader))
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return
+
+    server = await asyncio.start_server(mute, "127.0.0.1", 0)
+    client = Iso8583Switch("127.0.0.1", server.sockets[0].getsockname()[1], timeout=0.3,
+                           backoff=(0.02, 0.05))
+    try:
+        with pytest.raises(api.SwitchUnavailable) as unavailable:
+            await client.execute(api.TransferToPayee(1, "never-1", 1, 100))
+        assert not isinstance(unavailable.value, api.OutcomeUnknown)
+        # Only sign-ons went out: no request is sent before the switch has answered one.
+        assert heard and {m.decode(data)["t"] for data in heard} == {m.NETWORK}
+        assert client.pending_reversals == 0
+    finally:
+        await client.close(deadline=0.1)
+        server.close()
+
+
+class BrokenLedger:
+    """Fails on one customer, as a ledger with a bug would."""
+
+    def __init__(self, ledger: LedgerSwitch) -> None:
+        self.ledger = ledger
+
+    async def execute(self, request: api.Request) -> api.Result:
+        if getattr(request, "customer_id", 0) == 13:
+            raise RuntimeError("a bug")
+        return await self.ledger.execute(request)
+
+    async def reverse(self, idempotency_key: str) -> Reversal:
+        return await self.ledger.reverse(idempotency_key)
+
+
+async def test_a_failure_inside_the_switch_is_a_malfunction_answer_and_others_go_on(
+    engine: AsyncEngine, settings: Settings, demo: dict[str, DemoCustomer],
+) -> None:
+    ledger = LedgerSwitch(engine, settings)
+    server = SwitchServer(BrokenLedger(ledger))
+    _, port = await server.start("127.0.0.1", 0)
+    client = Iso8583Switch("127.0.0.1", port, timeout=2)
+    zhang = await cid(engine, "C0001")
+    try:
+        with pytest.raises(api.OutcomeUnknown) as unknown:
+            await client.execute(api.TransferToPayee(13, "bug-1", 1, 100))
+        assert "response code 96" in str(unknown.value) and unknown.value.reversed
+        assert isinstance(await client.execute(api.BalanceInquiry(zhang)), api.Balances)
+        assert client.connections == 1
+    finally:
+        await client.close()
+        await server.stop()
+        ledger.close()

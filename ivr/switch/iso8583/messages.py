@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -133,8 +134,8 @@ def decode(data: bytes) -> Message:
     mti = message.get("t", "")
     if len(mti) != 4 or not mti.isdigit():
         raise WireError(f"bad message type {mti!r}")
-    for field in ("3", "4", "7", "11", "70"):
-        if field in message and not message[field].isdigit():
+    for field in ("3", "4", "7", "11", "70", "102"):
+        if field in message and not (message[field].isascii() and message[field].isdigit()):
             raise WireError(f"field {field} is not numeric")
     return {k: v for k, v in message.items() if k not in ("p", "1")}
 
@@ -171,10 +172,13 @@ def retrieval_reference(key: str) -> str:
     return "".join(out)
 
 
+_PIN = re.compile(r"[0-9]{4,12}")
+
+
 def pin_block(pin: str) -> str:
     """ISO 9564 format 1 PIN block (16 hex digits). Encrypting it under a zone PIN key
     is the security module's work on a production link."""
-    if not (4 <= len(pin) <= 12 and pin.isdigit()):
+    if not _PIN.fullmatch(pin):
         raise WireError("a PIN is 4 to 12 digits")
     fill = secrets.token_hex(8).upper()
     return (f"1{len(pin):X}{pin}" + fill)[:16]
@@ -183,9 +187,8 @@ def pin_block(pin: str) -> str:
 def pin_from_block(block: str) -> str:
     if len(block) != 16 or block[0] != "1":
         raise WireError("field 52 is not a format 1 PIN block")
-    length = int(block[1], 16)
-    pin = block[2:2 + length]
-    if not (4 <= length <= 12 and pin.isdigit()):
+    pin = block[2:2 + int(block[1], 16)]
+    if not _PIN.fullmatch(pin):
         raise WireError("field 52 holds no PIN")
     return pin
 
@@ -305,8 +308,9 @@ def response_message(request: Message, result: api.Result) -> Message:
         return answer
     answer["39"] = APPROVED
     reference = getattr(result, "reference", "")
-    if reference:
-        answer["38"] = reference[-6:]
+    approval = reference[-6:].rjust(6, "0")
+    if reference and approval.isascii() and approval.isalnum():
+        answer["38"] = approval
     answer["62"] = json.dumps(_plain(result), ensure_ascii=False, separators=(",", ":"))
     return answer
 

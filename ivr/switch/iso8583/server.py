@@ -110,19 +110,20 @@ class SwitchServer:
             self._requests.add(task)
             task.add_done_callback(self._requests.discard)
 
-    def _send(self, writer: asyncio.StreamWriter, message: m.Message) -> None:
+    def _send(self, writer: asyncio.StreamWriter, message: m.Message, data: bytes = b"") -> None:
         if writer.is_closing():
             log.warning("answer %s not sent: the connection is gone", m.describe(message))
             return
-        writer.write(m.frame(m.encode(message)))
+        writer.write(data or m.frame(m.encode(message)))
 
     async def _answer(self, message: m.Message, writer: asyncio.StreamWriter) -> None:
         try:
             answer = await self._serve(message)
+            data = m.frame(m.encode(answer))  # an answer that cannot be sent is a malfunction
         except Exception:
             log.exception("failed to serve %s", m.describe(message))
-            answer = m.refusal(message, m.SYSTEM_MALFUNCTION)
-        self._send(writer, answer)
+            answer, data = m.refusal(message, m.SYSTEM_MALFUNCTION), b""
+        self._send(writer, answer, data)
 
     async def _serve(self, message: m.Message) -> m.Message:
         mti = message["t"]
