@@ -511,3 +511,15 @@ async def test_a_failure_inside_the_switch_is_a_malfunction_answer_and_others_go
         await client.close()
         await server.stop()
         ledger.close()
+
+
+async def test_requests_that_no_message_can_carry_are_answered_without_sending(rig: Rig) -> None:
+    assert await rig.client.execute(api.TransferToPayee(1, "huge", 1, 10**12)) == \
+        Declined(Decline.invalid_amount)
+    assert await rig.client.execute(api.PinChange(1, "p", "12")) == Declined(Decline.weak_pin)
+    with pytest.raises(api.SwitchUnavailable, match="cannot be sent"):
+        await rig.client.execute(api.BillPayment(1, "b", "EL01", "x" * 1000, 100))
+    assert rig.proxy.count("->", m.FINANCIAL) == 0
+    await rig.client.close()
+    with pytest.raises(api.SwitchUnavailable, match="closed"):
+        await rig.client.execute(api.BalanceInquiry(1))

@@ -126,12 +126,25 @@ class Iso8583Switch:
     # --- the switch interface -------------------------------------------------------
 
     async def execute(self, request: api.Request) -> api.Result:
+        name = type(request).__name__
+        if self._closing:
+            raise api.SwitchUnavailable(f"{name} not sent: the switch client is closed")
         self._start()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
-        message = m.request_message(request, "000000", self.clock.now(), self.terminal, self.acquirer)
+        try:
+            message = m.request_message(request, "000000", self.clock.now(), self.terminal,
+                                        self.acquirer)
+            m.encode(message)
+        except m.WireError as exc:
+            # Nothing the switch could accept: answered here as the switch would.
+            log.warning("%s cannot be put in a message: %s", name, exc)
+            if isinstance(request, api.PinChange):
+                return api.Declined(api.Decline.weak_pin)
+            if "amount" in str(exc):
+                return api.Declined(api.Decline.invalid_amount)
+            raise api.SwitchUnavailable(f"{name} cannot be sent: {exc}") from None
         moves_money = isinstance(request, api.MONEY_MOVING)
-        name = type(request).__name__
         try:
             try:
                 answer = await self._exchange(message, deadline)
