@@ -214,6 +214,42 @@ def graph(flow: Path, fmt: str, output: Path | None) -> None:
         click.echo(f"wrote {output}", err=True)
 
 
+@main.group()
+def serve() -> None:
+    """Serve calls to a telephony platform."""
+
+
+@serve.command("twilio")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--flow", "flow", default=Path("flows/hotline.yaml"), show_default=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Worker processes; they share the call state in the database.")
+@prompts_option
+def serve_twilio(host: str, port: int, flow: Path, workers: int, prompts: Path | None) -> None:
+    """Serve FLOW over Twilio's voice webhooks (POST /twilio/voice, /twilio/gather,
+    /twilio/status, /twilio/fallback). Needs TWILIO_AUTH_TOKEN."""
+    import os
+
+    import uvicorn
+
+    _load_or_exit(flow, prompts)  # a flow with errors stops here, with its diagnostics
+    settings = get_settings()
+    if not settings.twilio_auth_token.get_secret_value():
+        click.echo("error: TWILIO_AUTH_TOKEN is not set: it is the auth token of your Twilio "
+                   "account, and every webhook is checked against it", err=True)
+        sys.exit(1)
+    os.environ["IVR_TWILIO_FLOW"] = str(flow.resolve())
+    folder = prompts if prompts is not None else find_catalog_folder(flow)
+    if folder is not None:
+        os.environ["IVR_PROMPTS"] = str(Path(folder).resolve())
+    click.echo(f"Twilio webhooks on http://{host}:{port}/twilio/voice ({workers} workers); "
+               "point the number's voice URL there (through your public HTTPS address)", err=True)
+    uvicorn.run("ivr.channels.twilio.app:app_from_environment", factory=True, host=host,
+                port=port, workers=workers, log_level="warning", access_log=False)
+
+
 from ivr.bank import cli as _bank_cli  # noqa: E402  (adds `ivr db` and `ivr bank`)
 
 main.add_command(_bank_cli.db)

@@ -34,6 +34,17 @@ class Settings(BaseSettings):
     #: default limits for phone transfers, in yuan
     transfer_limit_per_transaction: int = 50_000
     transfer_limit_daily: int = 100_000
+    #: Twilio: the account's auth token, which signs every webhook (Twilio's own variable)
+    twilio_auth_token: SecretStr = Field(default=SecretStr(""), validation_alias="TWILIO_AUTH_TOKEN")
+    #: Twilio: the account, for the REST API (SMS, outbound calls)
+    twilio_account_sid: str = Field(default="", validation_alias="TWILIO_ACCOUNT_SID")
+    #: Twilio: the number SMS and outbound calls come from (E.164)
+    twilio_from_number: str = Field(default="", validation_alias="TWILIO_FROM_NUMBER")
+    #: the public URL Twilio calls (scheme and host, such as https://ivr.bank.example),
+    #: when the app runs behind a proxy; signatures are checked against it
+    twilio_public_url: str = ""
+    #: TaskRouter workflow for <Enqueue>; with it, the screen-pop data go as task attributes
+    twilio_workflow_sid: str = ""
 
     @field_validator("database_url")
     @classmethod

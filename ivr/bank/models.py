@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Date,
     DateTime,
     ForeignKey,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -246,3 +248,29 @@ class SwitchReversal(Base):
     queued_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     acknowledged_at: Mapped[dt.datetime | None] = mapped_column(DateTime, index=True)
+
+
+class TwilioCall(Base):
+    """A call served over Twilio webhooks: its state between two webhooks, in plain JSON
+    (the digits a caller keyed for a secret never enter it)."""
+
+    __tablename__ = "twilio_calls"
+    call_sid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: the step whose answer the call waits for; each webhook answers one step
+    step: Mapped[int] = mapped_column(Integer, default=1)
+    state: Mapped[dict[str, Any]] = mapped_column(JSON)
+    finished: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: the step a worker is serving now, and since when (so a duplicate waits for it)
+    claimed_step: Mapped[int | None] = mapped_column(Integer)
+    claimed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class TwilioStep(Base):
+    """The TwiML served for each step of a call, so a repeated webhook gets it again."""
+
+    __tablename__ = "twilio_steps"
+    call_sid: Mapped[str] = mapped_column(ForeignKey("twilio_calls.call_sid"), primary_key=True)
+    step: Mapped[int] = mapped_column(Integer, primary_key=True)
+    twiml: Mapped[str] = mapped_column(Text)

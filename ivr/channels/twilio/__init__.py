@@ -1,0 +1,1 @@
+"""The flows over Twilio's voice webhooks (see `app.py`)."""
