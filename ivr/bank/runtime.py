@@ -14,7 +14,7 @@ from ivr.bank.db import make_engine
 from ivr.bank.service import Bank
 from ivr.clock import Clock
 from ivr.config import DEV_LOOKUP_KEY, Settings
-from ivr.engine.services import Services
+from ivr.engine.services import Messenger, Services
 from ivr.switch.api import Switch
 from ivr.switch.iso8583.client import Endpoint, Iso8583Switch
 from ivr.switch.iso8583.reversals import ReversalStore
@@ -45,6 +45,16 @@ async def check_ready(engine: AsyncEngine, url: str, need_customers: bool = True
         raise BankNotReady(f"cannot reach the database {url}: {exc}") from None
 
 
+def _messenger(settings: Settings) -> Messenger | None:
+    """Twilio's REST API for SMS, when the account is configured."""
+    if not (settings.twilio_account_sid and settings.twilio_from_number
+            and settings.twilio_auth_token.get_secret_value()):
+        return None
+    from ivr.channels.twilio.outbound import TwilioOutbound
+
+    return TwilioOutbound.from_settings(settings)
+
+
 @asynccontextmanager
 async def open_services(settings: Settings, clock: Clock | None = None) -> AsyncIterator[Services]:
     """The bank and the switch this process uses, closed again on exit."""
@@ -73,7 +83,8 @@ async def open_services(settings: Settings, clock: Clock | None = None) -> Async
             if not await remote.connect():
                 log.warning("the switch at %s does not answer yet; requests will wait for it",
                             settings.switch_url)
-        yield Services(bank=Bank(engine, settings, clock), switch=switch)
+        yield Services(bank=Bank(engine, settings, clock), switch=switch,
+                       messenger=_messenger(settings))
     finally:
         if ledger is not None:
             ledger.close()

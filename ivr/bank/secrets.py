@@ -28,6 +28,13 @@ def mask_resident_id(number: str) -> str:
     return f"{number[:4]}{'*' * (len(number) - 8)}{number[-4:]}" if len(number) >= 12 else "*" * len(number)
 
 
+def mask_phone(number: str) -> str:
+    """+8613800000001 -> +86138****0001: enough to tell numbers apart in a log."""
+    if len(number) <= 8:
+        return "*" * len(number)
+    return number[:-8] + "****" + number[-4:]
+
+
 def mask_account(number: str) -> str:
     return f"{'*' * max(len(number) - 4, 0)}{number[-4:]}"
 

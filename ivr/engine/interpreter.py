@@ -91,14 +91,13 @@ class _Call:
         scope["language"] = self._state.language
         return scope
 
+    def prompt_text(self, prompt: PromptRef) -> str:
+        if self._catalog is None:
+            return f"[{prompt.id}]"
+        return self._catalog.text(prompt.id, self._state.language, self.scope())
+
     def play(self, prompt: PromptRef) -> None:
-        lang = self._state.language
-        text = (
-            self._catalog.text(prompt.id, lang, self.scope())
-            if self._catalog is not None
-            else f"[{prompt.id}]"
-        )
-        self._media.append(Segment(prompt.id, lang, text))
+        self._media.append(Segment(prompt.id, self._state.language, self.prompt_text(prompt)))
 
     def set_variable(self, name: str, value: Any) -> None:
         if name == "language":

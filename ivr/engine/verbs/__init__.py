@@ -13,6 +13,7 @@ from ivr.engine.verbs import (  # noqa: F401  (imported to register)
     return_,
     say,
     set,
+    sms,
     transact,
     transfer,
 )

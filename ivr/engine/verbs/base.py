@@ -97,6 +97,10 @@ class Call(Protocol):
         """Queue a prompt; it reaches the caller with the next wait or end."""
         ...
 
+    def prompt_text(self, prompt: PromptRef) -> str:
+        """A prompt's text in the call's language, its placeholders filled."""
+        ...
+
     def set_variable(self, name: str, value: Any) -> None: ...
 
     @property

@@ -21,7 +21,8 @@ Outcomes:
   and, optionally, one per decline reason: insufficient_funds, over_transaction_limit,
   over_daily_limit, payee_not_registered, account_not_available, card_not_found,
   card_blocked, nothing_to_repay, biller_not_found, fund_not_found,
-  currency_not_quoted, invalid_amount, weak_pin, not_authenticated
+  currency_not_quoted, invalid_amount, weak_pin, not_authenticated, reversed (the
+  request was reversed after its answer was lost: nothing moved)
 
 Money, balances and PIN changes need the PIN (`authenticate`); a card-loss report
 needs only `identify`. Every request that moves money carries an idempotency key
