@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
+import wave
+from pathlib import Path
 
 import httpx
 import pytest
@@ -23,7 +26,7 @@ from ivr.flow.loader import load_flows
 from ivr.speech.catalog import Catalog
 from ivr.switch.ledger import LedgerSwitch
 from tests.bank.test_hotline import NOON, ROOT, bank_snapshot
-from tests.twilio.conftest import TOKEN, Phone, Served, end_line, sign
+from tests.twilio.conftest import TOKEN, Phone, Served, end_line, serve, sign
 
 XML = '<?xml version="1.0" encoding="UTF-8"?>'
 WELCOME_ZH = '<Say language="cmn-CN" voice="Polly.Zhiyu">您好，欢迎致电银行客户服务热线。</Say>'
@@ -267,3 +270,30 @@ async def test_keyed_secrets_are_not_in_urls_state_twiml_or_logs(
         assert secret not in stored
         assert secret not in caplog.text
         assert all(secret not in document.split("action=")[-1][:40] for document in phone.documents)
+
+
+async def test_rendered_prompts_are_played_and_served_with_caching_headers(
+    twilio_settings: Settings, http: httpx.AsyncClient, demo: dict[str, DemoCustomer],
+    tmp_path: Path,
+) -> None:
+    prompts = tmp_path / "prompts"
+    shutil.copytree(ROOT / "prompts", prompts)
+    audio = prompts / "build" / "zh-CN" / "welcome.wav"
+    audio.parent.mkdir(parents=True)
+    with wave.open(str(audio), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(8000)
+        out.writeframes(b"\x10\x00" * 8000)
+    async with serve(twilio_settings, prompts) as running:
+        phone = Phone(http, running.base, "CA" + "d" * 32)
+        first = await phone.start()
+        assert '<Play>/twilio/audio/zh-CN/welcome.wav</Play>' in first.text
+        assert '<Say language="cmn-CN" voice="Polly.Zhiyu">普通话服务请按1' in first.text
+        fetched = await http.get(running.base + "/twilio/audio/zh-CN/welcome.wav")
+        assert fetched.status_code == 200 and fetched.content == audio.read_bytes()
+        assert fetched.headers["content-type"] == "audio/wav"
+        assert "max-age" in fetched.headers["cache-control"] and fetched.headers["etag"]
+        missing = await http.get(running.base + "/twilio/audio/zh-CN/nothing.wav")
+        sneaky = await http.get(running.base + "/twilio/audio/..%2F..%2Fen-US/welcome.wav")
+        assert missing.status_code == 404 and sneaky.status_code == 404
