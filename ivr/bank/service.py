@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -29,7 +29,9 @@ from ivr.bank.models import (
     PhoneCredential,
 )
 from ivr.bank.phones import normalise_phone
+from ivr.bank.prepared import Prepared
 from ivr.bank.secrets import lookup_hash, mask_account, mask_card, mask_resident_id, verify_pin
+from ivr.bank.units import Units
 from ivr.clock import Clock, SystemClock, naive_utc
 from ivr.config import Settings
 from ivr.engine.validators import check_card, check_resident_id
@@ -38,6 +40,7 @@ from ivr.switch.ledger import effective_card_status
 log = logging.getLogger("ivr.bank")
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+R = TypeVar("R")
 
 
 class BankUnavailable(Exception):
@@ -56,6 +59,7 @@ def _answering(method: F) -> F:
             raise BankUnavailable(f"the bank's database did not answer: {exc}") from exc
 
     return wrapper  # type: ignore[return-value]
+
 
 IdentifyBy = Literal["card", "resident_id", "account"]
 NotIdentifiedReason = Literal["unknown", "invalid", "closed", "blocked"]
@@ -114,6 +118,18 @@ class Bank:
         self.settings = settings
         self.clock = clock or SystemClock()
         self._key = settings.lookup_key.get_secret_value()
+        # Reads run as units: one thread hop on SQLite (aiosqlite costs several a query).
+        self.units = Units.shared(engine)
+        # Asked on every call: a statement compiled once.
+        self._phone_owners = Prepared(
+            select(CustomerPhone.customer_id).where(CustomerPhone.e164 == bindparam("e164"))
+            .distinct(), self.units.dialect_for_units)
+
+    def close(self) -> None:
+        self.units.close()
+
+    async def _read(self, unit: Callable[[Connection], R]) -> R:
+        return await self.units.transaction(unit, durable=False)
 
     def card_hash(self, pan: str) -> str:
         return lookup_hash(self._key, "card", pan)
@@ -132,52 +148,54 @@ class Bank:
         return result
 
     async def _identify(self, by: IdentifyBy, keys: str) -> Identified | NotIdentified:
-        async with self.engine.connect() as conn:
-            if by == "card":
-                checked = check_card(keys)
-                if not checked.ok:
-                    return NotIdentified("invalid", checked.reason)
-                row = (await conn.execute(
-                    select(Card.customer_id, Card.status, Card.loss_expires_at, Customer.status)
-                    .join(Customer, Customer.id == Card.customer_id)
-                    .where(Card.pan_hash == self.card_hash(checked.value))
-                )).first()
-                if row is None:
-                    return NotIdentified("unknown", "no such card")
-                card_status = effective_card_status(row[1], row[2], self.clock.now())
-                if row[3] != "active" or card_status == "closed":
-                    return NotIdentified("closed", "the card or customer is closed")
-                if card_status != "active":
-                    return NotIdentified("blocked", f"the card is {card_status}")
-                return Identified(row[0], "card", mask_card(checked.value))
-            if by == "resident_id":
-                checked = check_resident_id(keys)
-                if not checked.ok:
-                    return NotIdentified("invalid", checked.reason)
-                id_row = (await conn.execute(
-                    select(IdDocument.customer_id, Customer.status)
-                    .join(Customer, Customer.id == IdDocument.customer_id)
-                    .where(IdDocument.number_hash == self.id_hash(checked.value))
-                )).first()
-                if id_row is None:
-                    return NotIdentified("unknown", "no such ID")
-                if id_row[1] != "active":
-                    return NotIdentified("closed", "the customer is closed")
-                return Identified(id_row[0], "resident_id", mask_resident_id(checked.value))
-            if not keys.isdigit() or not 8 <= len(keys) <= 32:
-                return NotIdentified("invalid", "an account number has 8 to 32 digits")
-            account = (await conn.execute(
-                select(Account.customer_id, Account.status, Customer.status)
-                .join(Customer, Customer.id == Account.customer_id)
-                .where(Account.number == keys)
-            )).first()
-            if account is None or account[0] is None:
-                return NotIdentified("unknown", "no such account")
-            if account[2] != "active" or account[1] == "closed":
-                return NotIdentified("closed", "the account or customer is closed")
-            if account[1] != "active":
-                return NotIdentified("blocked", f"the account is {account[1]}")
-            return Identified(account[0], "account", mask_account(keys))
+        return await self._read(lambda conn: self._identify_in(conn, by, keys))
+
+    def _identify_in(self, conn: Connection, by: IdentifyBy, keys: str) -> Identified | NotIdentified:
+        if by == "card":
+            checked = check_card(keys)
+            if not checked.ok:
+                return NotIdentified("invalid", checked.reason)
+            row = conn.execute(
+                select(Card.customer_id, Card.status, Card.loss_expires_at, Customer.status)
+                .join(Customer, Customer.id == Card.customer_id)
+                .where(Card.pan_hash == self.card_hash(checked.value))
+            ).first()
+            if row is None:
+                return NotIdentified("unknown", "no such card")
+            card_status = effective_card_status(row[1], row[2], self.clock.now())
+            if row[3] != "active" or card_status == "closed":
+                return NotIdentified("closed", "the card or customer is closed")
+            if card_status != "active":
+                return NotIdentified("blocked", f"the card is {card_status}")
+            return Identified(row[0], "card", mask_card(checked.value))
+        if by == "resident_id":
+            checked = check_resident_id(keys)
+            if not checked.ok:
+                return NotIdentified("invalid", checked.reason)
+            id_row = conn.execute(
+                select(IdDocument.customer_id, Customer.status)
+                .join(Customer, Customer.id == IdDocument.customer_id)
+                .where(IdDocument.number_hash == self.id_hash(checked.value))
+            ).first()
+            if id_row is None:
+                return NotIdentified("unknown", "no such ID")
+            if id_row[1] != "active":
+                return NotIdentified("closed", "the customer is closed")
+            return Identified(id_row[0], "resident_id", mask_resident_id(checked.value))
+        if not keys.isdigit() or not 8 <= len(keys) <= 32:
+            return NotIdentified("invalid", "an account number has 8 to 32 digits")
+        account = conn.execute(
+            select(Account.customer_id, Account.status, Customer.status)
+            .join(Customer, Customer.id == Account.customer_id)
+            .where(Account.number == keys)
+        ).first()
+        if account is None or account[0] is None:
+            return NotIdentified("unknown", "no such account")
+        if account[2] != "active" or account[1] == "closed":
+            return NotIdentified("closed", "the account or customer is closed")
+        if account[1] != "active":
+            return NotIdentified("blocked", f"the account is {account[1]}")
+        return Identified(account[0], "account", mask_account(keys))
 
     @_answering
     async def caller_hint(self, caller: str | None) -> int | None:
@@ -185,21 +203,17 @@ class Bank:
         e164 = normalise_phone(caller)
         if e164 is None:
             return None
-        async with self.engine.connect() as conn:
-            ids = (await conn.execute(
-                select(CustomerPhone.customer_id).where(CustomerPhone.e164 == e164).distinct()
-            )).scalars().all()
-        return ids[0] if len(ids) == 1 else None
+        ids = await self._read(lambda conn: self._phone_owners.run(conn, {"e164": e164}).fetchmany(2))
+        return int(ids[0][0]) if len(ids) == 1 else None
 
     # --- the phone PIN -------------------------------------------------------------------
 
     @_answering
     async def authenticate(self, customer_id: int, pin: str, call_id: str = "") -> AuthResult:
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(
-                select(PhoneCredential.pin_hash, PhoneCredential.locked_at)
-                .where(PhoneCredential.customer_id == customer_id)
-            )).first()
+        row = await self._read(lambda conn: conn.execute(
+            select(PhoneCredential.pin_hash, PhoneCredential.locked_at)
+            .where(PhoneCredential.customer_id == customer_id)
+        ).first())
         if row is None:
             await self.audit("pin_no_credential", customer_id, call_id)
             return AuthResult("no_pin")
@@ -261,23 +275,26 @@ class Bank:
 
     @_answering
     async def customer_view(self, customer_id: int) -> CustomerView:
-        async with self.engine.connect() as conn:
-            customer = (await conn.execute(
+        def unit(conn: Connection) -> tuple[Any, ...]:
+            customer = conn.execute(
                 select(Customer.number, Customer.name, Customer.segment, Customer.language,
                        Customer.preferences)
-                .where(Customer.id == customer_id))).one()
-            accounts = (await conn.execute(
+                .where(Customer.id == customer_id)).one()
+            accounts = conn.execute(
                 select(Account.number, Account.kind, Account.currency, Account.status)
-                .where(Account.customer_id == customer_id).order_by(Account.id))).all()
-            cards = (await conn.execute(
+                .where(Account.customer_id == customer_id).order_by(Account.id)).all()
+            cards = conn.execute(
                 select(Card.kind, Card.masked, Card.last4, Card.status, Card.loss_expires_at)
-                .where(Card.customer_id == customer_id).order_by(Card.id))).all()
-            payees = (await conn.execute(
+                .where(Card.customer_id == customer_id).order_by(Card.id)).all()
+            payees = conn.execute(
                 select(Payee.position, Payee.name, Payee.account_masked, Payee.bank)
-                .where(Payee.customer_id == customer_id).order_by(Payee.position))).all()
-            overdue = (await conn.execute(
+                .where(Payee.customer_id == customer_id).order_by(Payee.position)).all()
+            overdue = conn.execute(
                 select(func.max(Loan.overdue_days)).where(Loan.customer_id == customer_id)
-            )).scalar_one_or_none() or 0
+            ).scalar_one_or_none() or 0
+            return customer, accounts, cards, payees, overdue
+
+        customer, accounts, cards, payees, overdue = await self._read(unit)
         now = self.clock.now()
         card_list = [
             {"kind": c.kind, "masked": c.masked, "last4": c.last4,

@@ -117,7 +117,7 @@ class LedgerSwitch:
     """`Switch` on the bank's own database (the default, one machine, no set-up)."""
 
     def __init__(self, engine: AsyncEngine, settings: Settings, clock: Clock | None = None) -> None:
-        self.units = Units(engine)
+        self.units = Units.shared(engine)
         self.settings = settings
         self.clock = clock or SystemClock()
         self._upsert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
@@ -187,7 +187,7 @@ class LedgerSwitch:
                 for r in rows
             ))
 
-        return await self.units.transaction(unit)
+        return await self.units.transaction(unit, durable=False)  # a read: nothing to sync
 
     async def _recent(self, request: api.RecentTransactions) -> api.Result:
         def unit(conn: Connection) -> api.Result:
@@ -201,7 +201,7 @@ class LedgerSwitch:
             return api.Statement(tuple(
                 api.StatementLine(r.created_at.date(), r.amount, r.memo) for r in rows))
 
-        return await self.units.transaction(unit)
+        return await self.units.transaction(unit, durable=False)  # a read: nothing to sync
 
     async def _quote(self, request: api.FxQuote) -> api.Result:
         currency = request.currency.upper()
@@ -213,7 +213,7 @@ class LedgerSwitch:
                 return Declined(Decline.currency_not_quoted)
             return api.Quote(currency, row.buy, row.sell)
 
-        return await self.units.transaction(unit)
+        return await self.units.transaction(unit, durable=False)  # a read: nothing to sync
 
     # --- the idempotent frame of every request that changes something ------------
 

@@ -28,7 +28,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, PlainTextResponse, Response
 from starlette.routing import Route
-from twilio.request_validator import RequestValidator
+from twilio.request_validator import RequestValidator, compare
 
 from ivr.bank.db import make_engine
 from ivr.bank.runtime import check_ready, open_services
@@ -85,7 +85,11 @@ class TwilioChannel:
         url = str(request.url) if not base else base + request.url.path + (
             f"?{request.url.query}" if request.url.query else "")
         signature = request.headers.get("X-Twilio-Signature", "")
-        if not signature or not self.validator.validate(url, params, signature):
+        if not signature or not (
+                # The URL as it came first (one HMAC); then with and without the port,
+                # which Twilio may or may not have signed.
+                compare(self.validator.compute_signature(url, params), signature)
+                or self.validator.validate(url, params, signature)):
             log.warning("refused %s: the Twilio signature is missing or wrong (checked against "
                         "%s; set IVR_TWILIO_PUBLIC_URL if the app is behind a proxy)",
                         request.url.path, url)
@@ -129,10 +133,8 @@ class TwilioChannel:
     # --- webhooks ----------------------------------------------------------------------
 
     async def voice(self, params: dict[str, str]) -> str:
+        """A new call (or Twilio asking again: then the first answer, from `begin`)."""
         sid = params["CallSid"]
-        served = await self.store.served(sid, 1)
-        if served is not None:
-            return served
         state = self.interpreter.start(sid, caller=params.get("From") or None)
         turn = await self.interpreter.advance_async(state)
         log.info("call %s: started", sid)
@@ -147,24 +149,11 @@ class TwilioChannel:
         keys = params.get("Digits", "")
         if not KEYS.fullmatch(keys):
             raise BadRequest(400, "Digits may hold only 0-9, * and #")
-        served = await self.store.served(sid, step + 1)
-        if served is not None:
-            log.info("call %s: step %d asked again; the same answer", sid, step)
-            return served
-        call = await self.store.load(sid)
-        if call is not None and call.step > step:
-            # Served while we looked (a copy of this webhook, on another worker).
-            served = await self.store.served(sid, step + 1)
-            if served is not None:
-                return served
-        if call is None or call.finished:
-            return self.goodbye(None if call is None else call.state)
-        if step != call.step:
-            raise BadRequest(409, f"step {step} is not the call's current step ({call.step})")
-        if not await self.store.claim(sid, step, self.clock.now()):
-            return await self._served_by_another(sid, step)
+        claimed = await self.store.claim(sid, step, self.clock.now())
+        if claimed is None:
+            return await self._not_claimed(sid, step)
         try:
-            state = CallState.from_dict(call.state)
+            state = CallState.from_dict(claimed.state)
             event: Event = NoInput() if not keys else Digits(
                 keys, "terminator" if params.get("FinishedOnKey") else "complete")
             turn = await self.interpreter.advance_async(state, event)
@@ -176,6 +165,19 @@ class TwilioChannel:
                                         self.clock.now()):
             return await self._served_by_another(sid, step)
         return document
+
+    async def _not_claimed(self, sid: str, step: int) -> str:
+        """Why the step could not be taken, and the answer for it."""
+        served = await self.store.served(sid, step + 1)
+        if served is not None:
+            log.info("call %s: step %d asked again; the same answer", sid, step)
+            return served
+        call = await self.store.load(sid)
+        if call is None or call.finished:
+            return self.goodbye(None if call is None else call.state)
+        if step != call.step:
+            raise BadRequest(409, f"step {step} is not the call's current step ({call.step})")
+        return await self._served_by_another(sid, step)
 
     async def _served_by_another(self, sid: str, step: int) -> str:
         """Another worker serves this step now: give its answer when it is stored."""
@@ -195,7 +197,7 @@ class TwilioChannel:
         call = await self.store.load(sid)
         if call is None or call.finished:
             return
-        if not await self.store.claim(sid, call.step, self.clock.now()):
+        if await self.store.claim(sid, call.step, self.clock.now()) is None:
             return  # a worker is serving a webhook of the call; it ends the call itself
         try:
             state = CallState.from_dict(call.state)
@@ -276,8 +278,10 @@ def create_app(settings: Settings, flows: FlowSet, catalog: Catalog | None,
             services = None
             if uses_services(flows):
                 services = await stack.enter_async_context(open_services(settings, clock))
+            store = CallStore(engine)
+            stack.callback(store.close)
             channel = TwilioChannel(settings, Interpreter(flows, catalog, services),
-                                    CallStore(engine), catalog, prompts, clock or SystemClock())
+                                    store, catalog, prompts, clock or SystemClock())
             opened["channel"] = channel
             yield
 

@@ -1,23 +1,31 @@
 """Calls between webhooks: state per CallSid and the TwiML served for each step.
 
 Any worker can serve any webhook. A webhook answers one step: the worker claims
-the step (one conditional UPDATE), runs the call on, and in one transaction stores
-the TwiML of the next step and moves the call to it, only if the call is still at
-the step it claimed. A repeated webhook finds the TwiML stored for its step and
-gets it again; nothing runs twice.
+the step (one conditional UPDATE, which also reads the state), runs the call on,
+and in one transaction stores the TwiML of the next step and moves the call to it,
+only if the call is still at the step it claimed. A repeated webhook finds the
+TwiML stored for its step and gets it again; nothing runs twice.
+
+Each operation is one unit of work on prepared statements (`Units`, shared with
+the ledger): one thread hop on SQLite, `run_sync` on PostgreSQL. On SQLite a
+call's steps are committed without syncing to disk: calls in progress do not
+outlive a power cut (money does: the ledger's units are synced).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import Connection, bindparam, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ivr.bank.models import TwilioCall, TwilioStep
+from ivr.bank.prepared import Prepared
+from ivr.bank.units import Units
 from ivr.clock import naive_utc
 
 #: a claim older than this is taken to be from a worker that died
@@ -31,35 +39,88 @@ class StoredCall:
     finished: bool
 
 
+_SERVED = select(TwilioStep.twiml).where(TwilioStep.call_sid == bindparam("sid"),
+                                         TwilioStep.step == bindparam("step"))
+_LOAD = select(TwilioCall.step, TwilioCall.state, TwilioCall.finished).where(
+    TwilioCall.call_sid == bindparam("sid"))
+_NEW_CALL = insert(TwilioCall).values(
+    call_sid=bindparam("sid"), step=1, state=bindparam("state"), finished=bindparam("finished"),
+    claimed_step=None, claimed_at=None, created_at=bindparam("at"), updated_at=bindparam("at"))
+_NEW_STEP = insert(TwilioStep).values(call_sid=bindparam("sid"), step=bindparam("step"),
+                                      twiml=bindparam("twiml"))
+_CLAIM = (
+    update(TwilioCall)
+    .where(TwilioCall.call_sid == bindparam("sid"), TwilioCall.step == bindparam("step"),
+           TwilioCall.finished.is_(False),
+           or_(TwilioCall.claimed_step.is_(None), TwilioCall.claimed_step != bindparam("step"),
+               TwilioCall.claimed_at < bindparam("stale")))
+    .values(claimed_step=bindparam("step"), claimed_at=bindparam("at"))
+    .returning(TwilioCall.state)
+)
+_RELEASE = (update(TwilioCall)
+            .where(TwilioCall.call_sid == bindparam("sid"),
+                   TwilioCall.claimed_step == bindparam("step"))
+            .values(claimed_step=None, claimed_at=None))
+_MOVE = (update(TwilioCall)
+         .where(TwilioCall.call_sid == bindparam("sid"), TwilioCall.step == bindparam("step"))
+         .values(step=bindparam("step") + 1, state=bindparam("state"),
+                 finished=bindparam("finished"), claimed_step=None, claimed_at=None,
+                 updated_at=bindparam("at")))
+_FINISH = (update(TwilioCall)
+           .where(TwilioCall.call_sid == bindparam("sid"), TwilioCall.step == bindparam("step"),
+                  TwilioCall.finished.is_(False))
+           .values(finished=True, state=bindparam("state"), claimed_step=None, claimed_at=None,
+                   updated_at=bindparam("at")))
+
+
+def _json(value: Any) -> dict[str, Any]:
+    return dict(json.loads(value) if isinstance(value, str | bytes) else value)
+
+
+class _Moved(Exception):
+    """The call was no longer at the step (another worker moved it)."""
+
+
 class CallStore:
     def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
+        self.units = Units.shared(engine)
+        dialect = self.units.dialect_for_units
+        self._served, self._load = Prepared(_SERVED, dialect), Prepared(_LOAD, dialect)
+        self._new_call, self._new_step = Prepared(_NEW_CALL, dialect), Prepared(_NEW_STEP, dialect)
+        self._claim, self._release = Prepared(_CLAIM, dialect), Prepared(_RELEASE, dialect)
+        self._move, self._finish = Prepared(_MOVE, dialect), Prepared(_FINISH, dialect)
+
+    def close(self) -> None:
+        self.units.close()
 
     async def served(self, call_sid: str, step: int) -> str | None:
-        async with self.engine.connect() as conn:
-            found = await conn.execute(select(TwilioStep.twiml).where(
-                TwilioStep.call_sid == call_sid, TwilioStep.step == step))
-            twiml: str | None = found.scalar_one_or_none()
-        return twiml
+        """The TwiML served for `step` of the call, if it was."""
+        def unit(conn: Connection) -> str | None:
+            found = self._served.one_value(conn, {"sid": call_sid, "step": step})
+            return None if found is None else str(found)
+
+        return await self.units.transaction(unit, durable=False)
 
     async def load(self, call_sid: str) -> StoredCall | None:
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(
-                select(TwilioCall.step, TwilioCall.state, TwilioCall.finished)
-                .where(TwilioCall.call_sid == call_sid))).first()
-        return None if row is None else StoredCall(int(row[0]), dict(row[1]), bool(row[2]))
+        def unit(conn: Connection) -> StoredCall | None:
+            row = self._load.first(conn, {"sid": call_sid})
+            return None if row is None else StoredCall(int(row[0]), _json(row[1]), bool(row[2]))
+
+        return await self.units.transaction(unit, durable=False)
 
     async def begin(self, call_sid: str, state: dict[str, Any], finished: bool, twiml: str,
                     now: dt.datetime) -> str:
         """Store a new call at step 1 with its first TwiML; if another worker stored it
         first, return theirs."""
         at = naive_utc(now)
+
+        def unit(conn: Connection) -> None:
+            self._new_call.run(conn, {"sid": call_sid, "state": state, "finished": finished,
+                                      "at": at})
+            self._new_step.run(conn, {"sid": call_sid, "step": 1, "twiml": twiml})
+
         try:
-            async with self.engine.begin() as conn:
-                await conn.execute(insert(TwilioCall).values(
-                    call_sid=call_sid, step=1, state=state, finished=finished, created_at=at,
-                    updated_at=at))
-                await conn.execute(insert(TwilioStep).values(call_sid=call_sid, step=1, twiml=twiml))
+            await self.units.transaction(unit, durable=False)
         except IntegrityError:
             stored = await self.served(call_sid, 1)
             if stored is None:
@@ -67,54 +128,43 @@ class CallStore:
             return stored
         return twiml
 
-    async def claim(self, call_sid: str, step: int, now: dt.datetime) -> bool:
-        """Take `step` of the call for this worker; False if the call is not at that step
-        or another worker is serving it."""
+    async def claim(self, call_sid: str, step: int, now: dt.datetime) -> StoredCall | None:
+        """Take `step` of the call for this worker and read its state; None if the call
+        is not at that step, is over, or another worker is serving the step."""
         at = naive_utc(now)
-        async with self.engine.begin() as conn:
-            done = await conn.execute(
-                update(TwilioCall)
-                .where(TwilioCall.call_sid == call_sid, TwilioCall.step == step,
-                       TwilioCall.finished.is_(False),
-                       or_(TwilioCall.claimed_step.is_(None), TwilioCall.claimed_step != step,
-                           and_(TwilioCall.claimed_step == step,
-                                TwilioCall.claimed_at < at - CLAIM_EXPIRES)))
-                .values(claimed_step=step, claimed_at=at))
-        return done.rowcount == 1
+        values = {"sid": call_sid, "step": step, "at": at, "stale": at - CLAIM_EXPIRES}
+
+        def unit(conn: Connection) -> StoredCall | None:
+            state = self._claim.one_value(conn, values)
+            return None if state is None else StoredCall(step, _json(state), False)
+
+        return await self.units.transaction(unit, durable=False)
 
     async def release(self, call_sid: str, step: int) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(update(TwilioCall)
-                               .where(TwilioCall.call_sid == call_sid,
-                                      TwilioCall.claimed_step == step)
-                               .values(claimed_step=None, claimed_at=None))
+        await self.units.transaction(
+            lambda conn: self._release.run(conn, {"sid": call_sid, "step": step}), durable=False)
 
     async def advance(self, call_sid: str, step: int, state: dict[str, Any], finished: bool,
                       twiml: str, now: dt.datetime) -> bool:
         """Move the call from `step` to the next with its TwiML; False if it had moved."""
+        def unit(conn: Connection) -> None:
+            moved = self._move.run(conn, {"sid": call_sid, "step": step, "state": state,
+                                          "finished": finished, "at": naive_utc(now)})
+            if moved.rowcount != 1:
+                raise _Moved  # rolls the unit back
+            self._new_step.run(conn, {"sid": call_sid, "step": step + 1, "twiml": twiml})
+
         try:
-            async with self.engine.begin() as conn:
-                moved = await conn.execute(
-                    update(TwilioCall)
-                    .where(TwilioCall.call_sid == call_sid, TwilioCall.step == step)
-                    .values(step=step + 1, state=state, finished=finished, claimed_step=None,
-                            claimed_at=None, updated_at=naive_utc(now)))
-                if moved.rowcount != 1:
-                    await conn.rollback()
-                    return False
-                await conn.execute(insert(TwilioStep).values(
-                    call_sid=call_sid, step=step + 1, twiml=twiml))
-        except IntegrityError:
+            await self.units.transaction(unit, durable=False)
+        except (_Moved, IntegrityError):
             return False
         return True
 
     async def finish(self, call_sid: str, step: int, state: dict[str, Any], now: dt.datetime) -> bool:
         """The caller hung up while the call waited at `step`."""
-        async with self.engine.begin() as conn:
-            done = await conn.execute(
-                update(TwilioCall)
-                .where(TwilioCall.call_sid == call_sid, TwilioCall.step == step,
-                       TwilioCall.finished.is_(False))
-                .values(finished=True, state=state, claimed_step=None, claimed_at=None,
-                        updated_at=naive_utc(now)))
-        return done.rowcount == 1
+        def unit(conn: Connection) -> bool:
+            done = self._finish.run(conn, {"sid": call_sid, "step": step, "state": state,
+                                           "at": naive_utc(now)})
+            return bool(done.rowcount == 1)
+
+        return await self.units.transaction(unit, durable=False)

@@ -3,6 +3,7 @@ interrupts them, then the wait; or the prompts and the end of the call."""
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Callable
@@ -35,7 +36,24 @@ def _speak(target: VoiceResponse | Gather, segment: t.Segment, audio_for: AudioF
 
 def render(turn: t.Turn, action: str, *, workflow_sid: str = "",
            audio_for: AudioFor | None = None) -> str:
-    """The TwiML document for `turn`; a Gather posts its keys to `action`."""
+    """The TwiML document for `turn`; a Gather posts its keys to `action`.
+
+    Most turns (menus, requests for input) are the same for every caller, and
+    building TwiML costs more than the rest of a webhook's Python, so documents are
+    kept for turns that can be keys (a transfer's screen-pop data cannot).
+    """
+    try:
+        return _render_cached(turn, action, workflow_sid, audio_for)
+    except TypeError:  # unhashable: a turn carrying a mapping
+        return _render(turn, action, workflow_sid, audio_for)
+
+
+@functools.lru_cache(maxsize=4096)
+def _render_cached(turn: t.Turn, action: str, workflow_sid: str, audio_for: AudioFor | None) -> str:
+    return _render(turn, action, workflow_sid, audio_for)
+
+
+def _render(turn: t.Turn, action: str, workflow_sid: str, audio_for: AudioFor | None) -> str:
     response = VoiceResponse()
     wait = turn.wait
     if isinstance(wait, t.Gather):
