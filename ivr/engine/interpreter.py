@@ -10,9 +10,8 @@ silence.
 
 from __future__ import annotations
 
-import inspect
 import logging
-from collections.abc import Awaitable, Generator, Mapping
+from collections.abc import Awaitable, Callable, Generator, Mapping
 from typing import Any
 
 from ivr.engine.expr import ExpressionError
@@ -32,6 +31,11 @@ MAX_SUBFLOW_DEPTH = 16
 
 class CallEnded(Exception):
     """advance() was called for a call that has already ended."""
+
+
+class NeedsServices(FlowRuntimeError):
+    """advance() reached a verb that must await the bank or the switch; nothing of the
+    turn happened (use advance_async)."""
 
 
 class _Call:
@@ -171,13 +175,11 @@ class Interpreter:
         work = self._begin(state)
         turn_steps = self._turn(work, event)
         try:
-            pending = next(turn_steps)
+            next(turn_steps)
         except StopIteration as done:
             return self._commit(state, work, done.value)
-        if inspect.iscoroutine(pending):
-            pending.close()
         turn_steps.close()
-        raise FlowRuntimeError("this flow talks to the bank; run it with advance_async")
+        raise NeedsServices("this turn talks to the bank; run it with advance_async")
 
     async def advance_async(self, state: CallState, event: Event | None = None) -> Turn:
         """`advance` for any flow, awaiting the bank and the switch where a verb asks."""
@@ -192,7 +194,7 @@ class Interpreter:
                 return self._commit(state, work, done.value)
             failure = None
             try:
-                result = await pending
+                result = await pending()
             except Exception as exc:  # handed to the turn, which decides what it means
                 failure = exc
 
@@ -207,8 +209,10 @@ class Interpreter:
         state.__dict__.update(work.__dict__)
         return turn
 
-    def _turn(self, state: CallState, event: Event | None) -> Generator[Awaitable[Step], Step, Turn]:
-        """One turn, as a generator that yields whatever must be awaited."""
+    def _turn(self, state: CallState, event: Event | None
+              ) -> Generator[Callable[[], Awaitable[Step]], Step, Turn]:
+        """One turn, as a generator that yields the work that must be awaited (not yet
+        started, so a caller that cannot await starts nothing)."""
         call = _Call(state, self.flows, self.catalog, self.services)
         if isinstance(event, CallerHangup):
             state.status = "ended"
@@ -226,7 +230,7 @@ class Interpreter:
                 step = REGISTRY[node.verb].resume(node, node.params, call, event)
             for _ in range(MAX_STEPS_PER_TURN):
                 if isinstance(step, Await):
-                    step = yield step.work()
+                    step = yield step.work
                     continue
                 if isinstance(step, Wait):
                     state.status = "waiting"

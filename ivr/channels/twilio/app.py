@@ -20,9 +20,11 @@ import asyncio
 import contextlib
 import logging
 import re
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -36,7 +38,7 @@ from ivr.channels.twilio import twiml
 from ivr.channels.twilio.store import CallStore
 from ivr.clock import Clock, SystemClock
 from ivr.config import Settings
-from ivr.engine.interpreter import Interpreter
+from ivr.engine.interpreter import Interpreter, NeedsServices
 from ivr.engine.state import CallState
 from ivr.engine.turn import CallerHangup, Digits, Event, NoInput, Segment, Turn
 from ivr.engine.verbs import REGISTRY
@@ -50,6 +52,8 @@ KEYS = re.compile(r"[0-9*#]{0,64}")
 ENDED = {"completed", "busy", "failed", "no-answer", "canceled"}
 #: how long a repeated webhook waits for the worker serving the same step
 WAIT_FOR_OTHER_WORKER = 10.0
+#: calls whose state a worker keeps at hand for their next webhook
+STATES_KEPT = 20_000
 
 
 class BadRequest(Exception):
@@ -74,6 +78,8 @@ class TwilioChannel:
 
     def __post_init__(self) -> None:
         self.validator = RequestValidator(self.settings.twilio_auth_token.get_secret_value())
+        #: CallSid -> (step, state) this worker left each of its recent calls in
+        self._states: OrderedDict[str, tuple[int, dict[str, Any]]] = OrderedDict()
 
     # --- requests ---------------------------------------------------------------------
 
@@ -138,8 +144,12 @@ class TwilioChannel:
         state = self.interpreter.start(sid, caller=params.get("From") or None)
         turn = await self.interpreter.advance_async(state)
         log.info("call %s: started", sid)
-        return await self.store.begin(sid, state.to_dict(), turn.ended, self.render(turn, 1),
-                                      self.clock.now())
+        document = self.render(turn, 1)
+        saved = state.to_dict()
+        served = await self.store.begin(sid, saved, turn.ended, document, self.clock.now())
+        if served == document and not turn.ended:
+            self._remember(sid, 1, saved)
+        return served
 
     async def gather(self, params: dict[str, str], step_text: str | None) -> str:
         sid = params["CallSid"]
@@ -149,21 +159,57 @@ class TwilioChannel:
         keys = params.get("Digits", "")
         if not KEYS.fullmatch(keys):
             raise BadRequest(400, "Digits may hold only 0-9, * and #")
+        event: Event = NoInput() if not keys else Digits(
+            keys, "terminator" if params.get("FinishedOnKey") else "complete")
+        quick = await self._pure_step(sid, step, event)
+        if quick is not None:
+            return quick
         claimed = await self.store.claim(sid, step, self.clock.now())
         if claimed is None:
             return await self._not_claimed(sid, step)
         try:
             state = CallState.from_dict(claimed.state)
-            event: Event = NoInput() if not keys else Digits(
-                keys, "terminator" if params.get("FinishedOnKey") else "complete")
             turn = await self.interpreter.advance_async(state, event)
             document = self.render(turn, step + 1)
         except BaseException:
             await self.store.release(sid, step)
             raise
-        if not await self.store.advance(sid, step, state.to_dict(), turn.ended, document,
-                                        self.clock.now()):
+        saved = state.to_dict()
+        if not await self.store.advance(sid, step, saved, turn.ended, document, self.clock.now()):
             return await self._served_by_another(sid, step)
+        self._remember(sid, step + 1, saved, turn.ended)
+        return document
+
+    def _remember(self, sid: str, step: int, state: dict[str, Any], ended: bool = False) -> None:
+        """Keep the state this worker left the call in, for its next webhook."""
+        self._states.pop(sid, None)
+        if ended:
+            return
+        self._states[sid] = (step, state)
+        if len(self._states) > STATES_KEPT:
+            self._states.popitem(last=False)
+
+    async def _pure_step(self, sid: str, step: int, event: Event) -> str | None:
+        """Most steps (a menu choice, keys for the next question) touch neither the bank
+        nor the switch. When this worker left the call at `step`, such a step is run
+        from the state it kept and stored in one go, without claiming it first: a copy
+        of the webhook computes the same thing, and only one is stored. None when the
+        step needs the bank or the switch, or the state is not at hand."""
+        kept = self._states.get(sid)
+        if kept is None or kept[0] != step:
+            return None
+        state = CallState.from_dict(dict(kept[1]))
+        try:
+            turn = self.interpreter.advance(state, event)
+        except NeedsServices:
+            return None
+        document = self.render(turn, step + 1)
+        saved = state.to_dict()
+        if not await self.store.advance(sid, step, saved, turn.ended, document,
+                                        self.clock.now(), claimed=False):
+            self._states.pop(sid, None)
+            return await self._not_claimed(sid, step)
+        self._remember(sid, step + 1, saved, turn.ended)
         return document
 
     async def _not_claimed(self, sid: str, step: int) -> str:
@@ -197,6 +243,7 @@ class TwilioChannel:
         call = await self.store.load(sid)
         if call is None or call.finished:
             return
+        self._states.pop(sid, None)
         if await self.store.claim(sid, call.step, self.clock.now()) is None:
             return  # a worker is serving a webhook of the call; it ends the call itself
         try:

@@ -66,6 +66,19 @@ _MOVE = (update(TwilioCall)
          .values(step=bindparam("step") + 1, state=bindparam("state"),
                  finished=bindparam("finished"), claimed_step=None, claimed_at=None,
                  updated_at=bindparam("at")))
+# The same move for a step nobody claimed: a turn that touched neither the bank nor
+# the switch, computed from the state this worker left; it must not overtake a
+# worker that claimed the step, nor a call that ended meanwhile.
+_MOVE_UNCLAIMED = (
+    update(TwilioCall)
+    .where(TwilioCall.call_sid == bindparam("sid"), TwilioCall.step == bindparam("step"),
+           TwilioCall.finished.is_(False),
+           or_(TwilioCall.claimed_step.is_(None), TwilioCall.claimed_step != bindparam("step"),
+               TwilioCall.claimed_at < bindparam("stale")))
+    .values(step=bindparam("step") + 1, state=bindparam("state"),
+            finished=bindparam("finished"), claimed_step=None, claimed_at=None,
+            updated_at=bindparam("at"))
+)
 _FINISH = (update(TwilioCall)
            .where(TwilioCall.call_sid == bindparam("sid"), TwilioCall.step == bindparam("step"),
                   TwilioCall.finished.is_(False))
@@ -89,6 +102,7 @@ class CallStore:
         self._new_call, self._new_step = Prepared(_NEW_CALL, dialect), Prepared(_NEW_STEP, dialect)
         self._claim, self._release = Prepared(_CLAIM, dialect), Prepared(_RELEASE, dialect)
         self._move, self._finish = Prepared(_MOVE, dialect), Prepared(_FINISH, dialect)
+        self._move_unclaimed = Prepared(_MOVE_UNCLAIMED, dialect)
 
     def close(self) -> None:
         self.units.close()
@@ -145,11 +159,15 @@ class CallStore:
             lambda conn: self._release.run(conn, {"sid": call_sid, "step": step}), durable=False)
 
     async def advance(self, call_sid: str, step: int, state: dict[str, Any], finished: bool,
-                      twiml: str, now: dt.datetime) -> bool:
-        """Move the call from `step` to the next with its TwiML; False if it had moved."""
+                      twiml: str, now: dt.datetime, claimed: bool = True) -> bool:
+        """Move the call from `step` to the next with its TwiML; False if it had moved
+        (or, for a step this worker did not claim, if it is claimed or over)."""
+        at = naive_utc(now)
+        move = self._move if claimed else self._move_unclaimed
+
         def unit(conn: Connection) -> None:
-            moved = self._move.run(conn, {"sid": call_sid, "step": step, "state": state,
-                                          "finished": finished, "at": naive_utc(now)})
+            moved = move.run(conn, {"sid": call_sid, "step": step, "state": state,
+                                    "finished": finished, "at": at, "stale": at - CLAIM_EXPIRES})
             if moved.rowcount != 1:
                 raise _Moved  # rolls the unit back
             self._new_step.run(conn, {"sid": call_sid, "step": step + 1, "twiml": twiml})
