@@ -7,7 +7,6 @@ number: keys collected with `secret: true` live only until the next wait.
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -52,7 +51,11 @@ class CallState:
     version: int = STATE_VERSION
 
     def copy(self) -> CallState:
-        return copy.deepcopy(self)
+        """A copy sharing nothing (variables hold JSON-like data: no deepcopy needed)."""
+        data = {name: getattr(self, name) for name in _FIELDS}
+        data["variables"] = _plain(self.variables)
+        data["counters"] = dict(self.counters)
+        return CallState(**data, stack=[Frame(f.flow, f.node) for f in self.stack])
 
     def to_dict(self) -> dict[str, Any]:
         """A plain copy (JSON types only), sharing nothing with the state."""
