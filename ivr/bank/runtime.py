@@ -72,6 +72,7 @@ async def open_services(settings: Settings, clock: Clock | None = None) -> Async
     engine = make_engine(settings.database_url)
     ledger: LedgerSwitch | None = None
     remote: Iso8583Switch | None = None
+    bank: Bank | None = None
     try:
         await check_ready(engine, settings.database_url)
         switch: Switch
@@ -83,9 +84,11 @@ async def open_services(settings: Settings, clock: Clock | None = None) -> Async
             if not await remote.connect():
                 log.warning("the switch at %s does not answer yet; requests will wait for it",
                             settings.switch_url)
-        yield Services(bank=Bank(engine, settings, clock), switch=switch,
-                       messenger=_messenger(settings))
+        bank = Bank(engine, settings, clock)
+        yield Services(bank=bank, switch=switch, messenger=_messenger(settings))
     finally:
+        if bank is not None:
+            bank.close()
         if ledger is not None:
             ledger.close()
         if remote is not None:

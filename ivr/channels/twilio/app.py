@@ -67,7 +67,7 @@ def uses_services(flows: FlowSet) -> bool:
                for flow in flows.flows.values() for node in flow.nodes.values())
 
 
-@dataclass
+@dataclass(eq=False)  # compared and hashed by identity (its audio_for keys the TwiML cache)
 class TwilioChannel:
     settings: Settings
     interpreter: Interpreter
