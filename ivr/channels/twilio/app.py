@@ -219,6 +219,11 @@ class TwilioChannel:
             log.info("call %s: step %d asked again; the same answer", sid, step)
             return served
         call = await self.store.load(sid)
+        if call is not None and call.step > step:
+            # Served while we looked (a copy of this webhook, on another task or worker).
+            served = await self.store.served(sid, step + 1)
+            if served is not None:
+                return served
         if call is None or call.finished:
             return self.goodbye(None if call is None else call.state)
         if step != call.step:
