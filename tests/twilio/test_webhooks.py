@@ -210,6 +210,8 @@ async def test_out_of_order_replayed_and_malformed_webhooks(
     assert bad_keys.status_code == 400 and "0-9" in bad_keys.text
     no_step = await phone.post("/twilio/gather", phone.params(Digits="1"))
     assert no_step.status_code == 400
+    odd_step = await phone.post("/twilio/gather?step=%C2%B2", phone.params(Digits="1"))
+    assert odd_step.status_code == 400
     assert await call_step(engine, phone.sid) == before
     # A late copy of step 1 gets step 1's answer again, whatever its keys.
     late = await phone.post("/twilio/gather?step=1", phone.params(Digits="2"))

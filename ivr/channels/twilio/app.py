@@ -153,7 +153,7 @@ class TwilioChannel:
 
     async def gather(self, params: dict[str, str], step_text: str | None) -> str:
         sid = params["CallSid"]
-        if step_text is None or not step_text.isdigit():
+        if step_text is None or not re.fullmatch(r"[0-9]{1,9}", step_text):
             raise BadRequest(400, "the gather URL needs ?step=N")
         step = int(step_text)
         keys = params.get("Digits", "")
