@@ -90,3 +90,18 @@ async def test_two_workers_serve_alternate_webhooks_of_one_call(
         finished = (await conn.execute(select(TwilioCall.finished)
                                        .where(TwilioCall.call_sid == phone.sid))).scalar_one()
     assert finished
+
+
+def test_serving_without_an_auth_token_says_what_to_set(tmp_path: object) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "TWILIO_AUTH_TOKEN"}
+    env["DATABASE_URL"] = "sqlite:///unused.db"
+    done = subprocess.run([sys.executable, "-m", "ivr.cli", "serve", "twilio", "--port", "1"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 1
+    assert "TWILIO_AUTH_TOKEN is not set" in done.stderr
+    broken = tmp_path / "broken.yaml"  # type: ignore[operator]
+    broken.write_text("flow: x\nversion: 1\nstart: nowhere\nnodes: {}\n")
+    flawed = subprocess.run([sys.executable, "-m", "ivr.cli", "serve", "twilio", "--flow", str(broken)],
+                            cwd=ROOT, env=dict(env, TWILIO_AUTH_TOKEN="t"), capture_output=True,
+                            text=True, timeout=60, check=False)
+    assert flawed.returncode == 1 and "the flow has errors" in flawed.stderr
