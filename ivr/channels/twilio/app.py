@@ -38,7 +38,7 @@ from ivr.channels.twilio import twiml
 from ivr.channels.twilio.store import CallStore
 from ivr.clock import Clock, SystemClock
 from ivr.config import Settings
-from ivr.engine.interpreter import Interpreter, NeedsServices
+from ivr.engine.interpreter import CallEnded, Interpreter, NeedsServices
 from ivr.engine.state import CallState
 from ivr.engine.turn import CallerHangup, Digits, Event, NoInput, Segment, Turn
 from ivr.engine.verbs import REGISTRY
@@ -181,8 +181,8 @@ class TwilioChannel:
             await self.store.release(sid, step)
             raise
         if not await self.store.advance(sid, step, state.to_dict(), turn.ended, document,
-                                        self.clock.now()):
-            return await self._served_by_another(sid, step)
+                                        self.clock.now(), claimed_at=claimed.claimed_at):
+            return await self._not_claimed(sid, step)
         self._remember(sid, step + 1, state, turn.ended)
         return document
 
@@ -204,15 +204,24 @@ class TwilioChannel:
         kept = self._states.get(sid)
         if kept is None or kept[0] != step:
             return None
-        # advance() changes the state only when the turn completes (it works on a copy).
-        state = kept[1]
+        # A copy: the kept state must stay as it is until the move is stored, for a
+        # twin of this webhook may run from it meanwhile.
+        state = kept[1].copy()
         try:
             turn = self.interpreter.advance(state, event)
         except NeedsServices:
             return None
+        except CallEnded:
+            self._states.pop(sid, None)
+            return await self._not_claimed(sid, step)
         document = self.render(turn, step + 1)
-        if not await self.store.advance(sid, step, state.to_dict(), turn.ended, document,
-                                        self.clock.now(), claimed=False):
+        try:
+            moved = await self.store.advance(sid, step, state.to_dict(), turn.ended, document,
+                                             self.clock.now(), claimed_at=None)
+        except BaseException:
+            self._states.pop(sid, None)
+            raise
+        if not moved:
             self._states.pop(sid, None)
             return await self._not_claimed(sid, step)
         self._remember(sid, step + 1, state, turn.ended)

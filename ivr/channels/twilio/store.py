@@ -28,8 +28,9 @@ from ivr.bank.prepared import Prepared
 from ivr.bank.units import Units
 from ivr.clock import naive_utc
 
-#: a claim older than this is taken to be from a worker that died
-CLAIM_EXPIRES = dt.timedelta(seconds=20)
+#: a claim older than this is taken to be from a worker that died (longer than any
+#: turn: a switch timeout and its reversal, an SMS with its retries)
+CLAIM_EXPIRES = dt.timedelta(seconds=90)
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ class StoredCall:
     step: int
     state: dict[str, Any]
     finished: bool
+    #: when this worker claimed the step (its mark on the claim), if it did
+    claimed_at: dt.datetime | None = None
 
 
 _SERVED = select(TwilioStep.twiml).where(TwilioStep.call_sid == bindparam("sid"),
@@ -61,8 +64,11 @@ _RELEASE = (update(TwilioCall)
             .where(TwilioCall.call_sid == bindparam("sid"),
                    TwilioCall.claimed_step == bindparam("step"))
             .values(claimed_step=None, claimed_at=None))
+# Only the worker holding the claim moves the call, and not once it has ended.
 _MOVE = (update(TwilioCall)
-         .where(TwilioCall.call_sid == bindparam("sid"), TwilioCall.step == bindparam("step"))
+         .where(TwilioCall.call_sid == bindparam("sid"), TwilioCall.step == bindparam("step"),
+                TwilioCall.claimed_step == bindparam("step"),
+                TwilioCall.claimed_at == bindparam("mark"), TwilioCall.finished.is_(False))
          .values(step=bindparam("step") + 1, state=bindparam("state"),
                  finished=bindparam("finished"), claimed_step=None, claimed_at=None,
                  updated_at=bindparam("at")))
@@ -150,7 +156,7 @@ class CallStore:
 
         def unit(conn: Connection) -> StoredCall | None:
             state = self._claim.one_value(conn, values)
-            return None if state is None else StoredCall(step, _json(state), False)
+            return None if state is None else StoredCall(step, _json(state), False, at)
 
         return await self.units.transaction(unit, durable=False)
 
@@ -159,15 +165,17 @@ class CallStore:
             lambda conn: self._release.run(conn, {"sid": call_sid, "step": step}), durable=False)
 
     async def advance(self, call_sid: str, step: int, state: dict[str, Any], finished: bool,
-                      twiml: str, now: dt.datetime, claimed: bool = True) -> bool:
-        """Move the call from `step` to the next with its TwiML; False if it had moved
-        (or, for a step this worker did not claim, if it is claimed or over)."""
+                      twiml: str, now: dt.datetime, claimed_at: dt.datetime | None) -> bool:
+        """Move the call from `step` to the next with its TwiML. With `claimed_at` (from
+        `claim`), only while this worker's claim holds; without, only if nobody holds
+        one. False if the call had moved, ended, or the claim was lost."""
         at = naive_utc(now)
-        move = self._move if claimed else self._move_unclaimed
+        move = self._move if claimed_at is not None else self._move_unclaimed
 
         def unit(conn: Connection) -> None:
             moved = move.run(conn, {"sid": call_sid, "step": step, "state": state,
-                                    "finished": finished, "at": at, "stale": at - CLAIM_EXPIRES})
+                                    "finished": finished, "at": at, "stale": at - CLAIM_EXPIRES,
+                                    "mark": claimed_at})
             if moved.rowcount != 1:
                 raise _Moved  # rolls the unit back
             self._new_step.run(conn, {"sid": call_sid, "step": step + 1, "twiml": twiml})
