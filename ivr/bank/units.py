@@ -17,6 +17,7 @@ The ledger writes its transactions as plain synchronous SQLAlchemy Core code on 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
 from collections.abc import Callable
@@ -142,17 +143,19 @@ class Units:
                     raw.execute("SAVEPOINT unit")  # a failure undoes this unit only
                     try:
                         outcomes.append((job, job[0](conn), None))
-                    except Exception as exc:
+                    except BaseException as exc:
                         raw.execute("ROLLBACK TO unit")
                         outcomes.append((job, None, exc))
                     raw.execute("RELEASE unit")
-        except Exception as exc:
+        except BaseException as exc:
             # The lone unit failed, or the group's commit did: nothing of it was written.
             if self._conn is not None and self._conn.invalidated:
                 self._conn = None
             outcomes = [(job, None, exc) for job in group]
         for (_, loop, future, _), result, error in outcomes:
-            loop.call_soon_threadsafe(_settle, future, result, error)
+            # A caller whose event loop has closed has nobody left to answer.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_settle, future, result, error)
 
     def _connection(self) -> Connection:
         # The one writer thread keeps one connection (and its page cache) open.

@@ -368,7 +368,7 @@ class LedgerSwitch:
             self._move(conn, reference, source, card.account_id, amount, "credit card repayment")
             left = max(card.statement_balance - amount, 0)
             conn.execute(update(Card).where(Card.id == card.id).values(statement_balance=left))
-            notes.update(card=card.id, statement_before=card.statement_balance)
+            notes.update(card=card.id, statement_reduced=card.statement_balance - left)
             return api.Repaid(reference, amount, left)
 
         return await self._once(request.idempotency_key, "card_repayment", request.customer_id,
@@ -522,8 +522,10 @@ def _reverse(conn: Connection, upsert: Any, key: str, now: dt.datetime) -> Rever
                             FundHolding.fund_code == result.get("_fund"))
                      .values(units=FundHolding.units - int(result.get("units", 0))))
     if tx.kind == "card_repayment" and "_card" in result:
+        # Put back what this repayment took off, whatever happened to the card since.
         conn.execute(update(Card).where(Card.id == result["_card"])
-                     .values(statement_balance=result["_statement_before"]))
+                     .values(statement_balance=Card.statement_balance
+                             + int(result["_statement_reduced"])))
     conn.execute(update(Transaction).where(Transaction.id == tx.id).values(
         status="reversed", decline=str(Decline.reversed),
         result={**api.encode_result(tombstone), "reference": tx.reference}))

@@ -347,12 +347,14 @@ async def test_reversal_gives_back_the_daily_limit_fund_units_and_statement(
                       api.Transferred)
     assert await ledger.execute(api.TransferToPayee(wang, "w3", 1, 20_000_000)) == \
         Declined(Decline.over_daily_limit)
-    # A card repayment comes back onto the statement.
-    repaid = await ledger.execute(api.CardRepayment(yang, "r1"))
-    assert isinstance(repaid, api.Repaid) and repaid.statement_balance_after == 0
-    assert await ledger.reverse("r1") is Reversal.reversed
+    # A card repayment comes back onto the statement, on top of what happened since.
+    part = await ledger.execute(api.CardRepayment(yang, "r0", 100_000))
+    rest = await ledger.execute(api.CardRepayment(yang, "r1"))
+    assert isinstance(part, api.Repaid) and isinstance(rest, api.Repaid)
+    assert rest.statement_balance_after == 0
+    assert await ledger.reverse("r0") is Reversal.reversed  # reversed after r1 was made
     again = await ledger.execute(api.CardRepayment(yang, "r2"))
-    assert isinstance(again, api.Repaid) and again.amount == repaid.amount
+    assert isinstance(again, api.Repaid) and again.amount == 100_000
     # A fund purchase gives its units back.
     bought = await ledger.execute(api.FundPurchase(wang, "f1", "000001", 100_000))
     assert isinstance(bought, api.FundBought)
@@ -523,3 +525,25 @@ async def test_requests_that_no_message_can_carry_are_answered_without_sending(r
     await rig.client.close()
     with pytest.raises(api.SwitchUnavailable, match="closed"):
         await rig.client.execute(api.BalanceInquiry(1))
+
+
+async def test_a_key_asked_again_while_its_reversal_is_outstanding_is_not_sent(
+    rig: Rig, engine: AsyncEngine, demo: dict[str, DemoCustomer],
+) -> None:
+    zhang = await cid(engine, "C0001")
+    before = await balance_of(engine, demo["C0001"].account)
+    rig.proxy.lose = {m.FINANCIAL_RESPONSE}
+    rig.proxy.block = {m.REVERSAL, m.REVERSAL_REPEAT}
+    request = api.TransferToPayee(zhang, "again-1", 1, 3_000)
+    with pytest.raises(api.OutcomeUnknown):
+        await rig.client.execute(request)
+    rig.proxy.lose.clear()  # answers flow again, reversals still do not get through
+    with pytest.raises(api.OutcomeUnknown) as again:
+        await rig.client.execute(request)  # sent, the switch would replay the approval
+    assert again.value.reversed is False
+    assert rig.proxy.count("->", m.FINANCIAL) == 1
+    rig.proxy.block.clear()
+    await eventually(lambda: _true(rig.client.pending_reversals == 0))
+    assert await balance_of(engine, demo["C0001"].account) == before
+    final = await rig.client.execute(request)
+    assert isinstance(final, Declined) and final.reason is Decline.reversed

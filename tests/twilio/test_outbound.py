@@ -97,18 +97,33 @@ async def test_a_refusal_is_reported_at_once_with_twilio_code(api: TwilioApi) ->
         await outbound(api.url).send_sms("+86123", "x")
     assert "error 21211 (400)" in str(refused.value)
     assert "is not a valid phone number" in str(refused.value)
+
+
+async def test_numbers_twilio_echoes_are_masked(api: TwilioApi) -> None:
+    api.script = [400]
+    with pytest.raises(OutboundError) as refused:
+        await outbound(api.url).send_sms("+8613812345678", "x")
+    assert "13812345678" not in str(refused.value)
+    assert "+86138****5678" in str(refused.value)
     assert len(api.requests) == 1
 
 
-async def test_twilio_faults_are_tried_again_then_reported(api: TwilioApi) -> None:
-    api.script = [503, 500]
+async def test_throttling_and_unavailability_are_tried_again_then_reported(api: TwilioApi) -> None:
+    api.script = [429, 503]
     assert await outbound(api.url).send_sms("+8613800000001", "x") == "SM" + "f" * 32
     assert len(api.requests) == 3
     api.requests.clear()
-    api.script = [500, 503, 500]
-    with pytest.raises(OutboundError, match="failed 3 times: Twilio answered 500"):
+    api.script = [503, 429, 503]
+    with pytest.raises(OutboundError, match="failed 3 times: Twilio answered 503"):
         await outbound(api.url).send_sms("+8613800000001", "x")
     assert len(api.requests) == 3
+
+
+async def test_a_fault_after_the_request_arrived_is_not_sent_twice(api: TwilioApi) -> None:
+    api.script = [500]
+    with pytest.raises(OutboundError, match="may have been sent, so it is not sent again"):
+        await outbound(api.url).send_sms("+8613800000001", "x")
+    assert len(api.requests) == 1
 
 
 async def test_no_twilio_at_all_is_a_clear_error() -> None:

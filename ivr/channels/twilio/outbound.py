@@ -3,22 +3,24 @@ campaigns.
 
 The `twilio` client is synchronous; each request runs in a worker thread. A refusal
 (4xx: a bad number, an unverified number on a trial account, ...) is reported at
-once with Twilio's code and message. Throttling (429), Twilio's own faults (5xx)
-and connection failures are tried again, with growing pauses, up to `attempts`
-times. A request whose answer was lost after it was sent may have been carried
-out; Twilio's API has no idempotency key for messages, so those are not retried.
+once with Twilio's code and message (numbers in it masked). Throttling (429),
+Twilio being unavailable (503) and connections that never reached Twilio are
+tried again, with growing pauses, up to `attempts` times. Anything else after the
+request left (another 5xx, a lost answer) may have been carried out; Twilio's API
+has no idempotency key for messages, so those are reported, not retried.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
 import requests
 import urllib3
-from twilio.base.exceptions import TwilioRestException
+from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
@@ -27,6 +29,9 @@ from ivr.config import Settings
 from ivr.engine.services import OutboundError
 
 log = logging.getLogger("ivr.twilio.outbound")
+
+#: answers that mean the request was not carried out: throttled, or Twilio unavailable
+RETRYABLE = (429, 503)
 
 
 @dataclass(frozen=True)
@@ -72,8 +77,10 @@ class TwilioOutbound:
             try:
                 made = await asyncio.to_thread(create, **values)
             except TwilioRestException as exc:
-                if exc.status != 429 and exc.status < 500:
-                    raise OutboundError(f"Twilio refused the {what} to {shown}: error {exc.code} "
+                if exc.status not in RETRYABLE:
+                    verdict = ("refused" if exc.status < 500
+                               else "failed (it may have been sent, so it is not sent again)")
+                    raise OutboundError(f"Twilio {verdict} the {what} to {shown}: error {exc.code} "
                                         f"({exc.status}): {_reason(exc)}") from None
                 problem = f"Twilio answered {exc.status}"
             except requests.ConnectionError as exc:
@@ -85,6 +92,9 @@ class TwilioOutbound:
             except requests.Timeout:
                 raise OutboundError(f"no answer from Twilio for the {what} to {shown}; it may "
                                     "have been sent, so it is not sent again") from None
+            except (requests.RequestException, TwilioException) as exc:
+                raise OutboundError(f"the {what} to {shown} failed ({type(exc).__name__}); it "
+                                    "may have been sent, so it is not sent again") from None
             else:
                 log.info("%s to %s placed: %s", what, shown, made.sid)
                 return Placed(str(made.sid), str(made.status))
@@ -104,5 +114,6 @@ def _never_sent(exc: requests.ConnectionError) -> bool:
 
 
 def _reason(exc: TwilioRestException) -> str:
-    message = str(exc.msg or "")
-    return message.removeprefix("Unable to create record: ")
+    """Twilio's message, with any phone number in it masked (it echoes the 'To')."""
+    message = str(exc.msg or "").removeprefix("Unable to create record: ")
+    return re.sub(r"\+?\d{6,}", lambda found: mask_phone(found.group()), message)

@@ -20,6 +20,7 @@ import contextlib
 import logging
 import random
 from dataclasses import dataclass, field
+from typing import NoReturn
 from urllib.parse import parse_qs, urlsplit
 
 from ivr.clock import Clock, SystemClock
@@ -145,6 +146,11 @@ class Iso8583Switch:
                 return api.Declined(api.Decline.invalid_amount)
             raise api.SwitchUnavailable(f"{name} cannot be sent: {exc}") from None
         moves_money = isinstance(request, api.MONEY_MOVING)
+        key = getattr(request, "idempotency_key", "")
+        if moves_money and key in self._reversals:
+            # Its reversal is not acknowledged yet: sent again, the switch would replay
+            # the first approval, which the reversal is about to undo.
+            await self._reverse(message, "asked again while its reversal is outstanding")
         try:
             try:
                 answer = await self._exchange(message, deadline)
@@ -239,8 +245,14 @@ class Iso8583Switch:
     # --- the connection ------------------------------------------------------------------
 
     def _start(self) -> None:
-        if self._tasks or self._closing:
+        if self._closing:
             return
+        if self._tasks and not any(task.done() for task in self._tasks):
+            return
+        for task in self._tasks:  # one died of something unforeseen: start afresh
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                log.error("restarting the switch client after: %r", task.exception())
+            task.cancel()
         self._connected = asyncio.Event()
         self._reversal_wakeup = asyncio.Event()
         self._tasks = [asyncio.create_task(self._keep_connected(), name="iso8583-connection"),
@@ -277,11 +289,13 @@ class Iso8583Switch:
                 await self._keep_alive(reading)
             except (TimeoutError, ConnectionLost, _NotSent) as exc:
                 log.warning("switch connection failed: %s", str(exc) or "no answer to sign-on")
+            except Exception:
+                log.exception("switch connection failed")
             finally:
                 self._connected.clear()
                 writer.close()
                 reading.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
+                with contextlib.suppress(Exception, asyncio.CancelledError):
                     await reading
             if not self._closing:
                 await asyncio.sleep(pause)
@@ -309,7 +323,7 @@ class Iso8583Switch:
                 try:
                     length = m.frame_length(await reader.readexactly(2))
                     message = m.decode(await reader.readexactly(length))
-                except (asyncio.IncompleteReadError, ConnectionError):
+                except (asyncio.IncompleteReadError, OSError):
                     log.warning("the switch closed the connection")
                     return
                 except m.WireError as exc:
@@ -327,15 +341,15 @@ class Iso8583Switch:
 
     # --- reversals ---------------------------------------------------------------------
 
-    async def _reverse(self, original: m.Message, why: str) -> None:
+    async def _reverse(self, original: m.Message, why: str) -> NoReturn:
         """Queue a reversal of `original`, wait for it a while, then raise OutcomeUnknown."""
         key = str(m.json_field(original, "48").get("key", original["37"]))
         pending = self._reversals.get(key)
+        assert self._reversal_wakeup is not None
         if pending is None:
             pending = self._reversals[key] = _PendingReversal(original)
             if self.store is not None:  # written down before it is first sent
                 await self.store.add(key, original, why, self.clock.now())
-        assert self._reversal_wakeup is not None
         self._reversal_wakeup.set()
         log.warning("reversing %s (rrn %s): %s", m.describe(original), original.get("37"), why)
         try:
@@ -349,8 +363,16 @@ class Iso8583Switch:
         assert self._connected is not None and self._reversal_wakeup is not None
         loop = asyncio.get_running_loop()
         pause = self.backoff[0]
-        if self.store is not None:
-            for key, original, attempts in await self.store.outstanding():
+        found = None
+        while self.store is not None:
+            found = await self.store.outstanding()
+            if found is not None:
+                break
+            await asyncio.sleep(pause)  # the database did not answer: try again
+            pause = min(pause * 2, self.backoff[1])
+        pause = self.backoff[0]
+        if self.store is not None and found:
+            for key, original, attempts in found:
                 if key not in self._reversals:
                     log.warning("sending a reversal an earlier process left: rrn %s", original.get("37"))
                     # It was most likely sent before: the next one goes as a repeat.

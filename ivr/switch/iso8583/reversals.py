@@ -13,7 +13,7 @@ import logging
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ivr.bank.models import SwitchReversal
@@ -36,7 +36,7 @@ class ReversalStore:
         try:
             async with self.engine.begin() as conn:
                 await conn.execute(stmt)
-        except (OSError, DBAPIError) as exc:
+        except (OSError, SQLAlchemyError) as exc:
             log.error("could not write down the reversal of rrn %s (%s); it is kept in "
                       "memory only", message.get("37"), exc)
             return False
@@ -48,12 +48,13 @@ class ReversalStore:
                 await conn.execute(
                     update(SwitchReversal).where(SwitchReversal.idempotency_key == key)
                     .values(acknowledged_at=naive_utc(now), attempts=attempts))
-        except (OSError, DBAPIError) as exc:
+        except (OSError, SQLAlchemyError) as exc:
             log.error("could not mark reversal %s acknowledged (%s); it will be sent again "
                       "by the next process, which is harmless", key, exc)
 
-    async def outstanding(self) -> list[tuple[str, dict[str, str], int]]:
-        """(key, original message, attempts so far) of every unacknowledged reversal."""
+    async def outstanding(self) -> list[tuple[str, dict[str, str], int]] | None:
+        """(key, original message, attempts so far) of every unacknowledged reversal;
+        None when the database did not answer."""
         try:
             async with self.engine.connect() as conn:
                 rows = (await conn.execute(
@@ -61,7 +62,7 @@ class ReversalStore:
                            SwitchReversal.attempts)
                     .where(SwitchReversal.acknowledged_at.is_(None))
                     .order_by(SwitchReversal.queued_at))).all()
-        except (OSError, DBAPIError) as exc:
+        except (OSError, SQLAlchemyError) as exc:
             log.error("could not read outstanding reversals: %s", exc)
-            return []
+            return None
         return [(r[0], dict(r[1]), int(r[2])) for r in rows]
