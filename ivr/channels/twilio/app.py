@@ -151,9 +151,9 @@ class TwilioChannel:
         turn = await self.interpreter.advance_async(state)
         log.info("call %s: started", sid)
         document = self.render(turn, 1)
-        served = await self.store.begin(sid, state.to_dict(), turn.ended, document,
-                                        self.clock.now())
-        if served == document and not turn.ended:
+        served, stored = await self.store.begin(sid, state.to_dict(), turn.ended, document,
+                                                self.clock.now())
+        if stored and not turn.ended:
             self._remember(sid, 1, state)
         return served
 

@@ -129,9 +129,9 @@ class CallStore:
         return await self.units.transaction(unit, durable=False)
 
     async def begin(self, call_sid: str, state: dict[str, Any], finished: bool, twiml: str,
-                    now: dt.datetime) -> str:
-        """Store a new call at step 1 with its first TwiML; if another worker stored it
-        first, return theirs."""
+                    now: dt.datetime) -> tuple[str, bool]:
+        """Store a new call at step 1 with its first TwiML: (the TwiML, True); if another
+        worker stored it first, (theirs, False)."""
         at = naive_utc(now)
 
         def unit(conn: Connection) -> None:
@@ -145,8 +145,8 @@ class CallStore:
             stored = await self.served(call_sid, 1)
             if stored is None:
                 raise
-            return stored
-        return twiml
+            return stored, False
+        return twiml, True
 
     async def claim(self, call_sid: str, step: int, now: dt.datetime) -> StoredCall | None:
         """Take `step` of the call for this worker and read its state; None if the call

@@ -31,6 +31,10 @@ from ivr.switch.iso8583.reversals import ReversalStore
 log = logging.getLogger("ivr.switch.iso8583")
 
 
+#: seconds a request must have left to be worth sending
+MIN_TIME_LEFT = 0.05
+
+
 class ConnectionLost(Exception):
     """The connection closed before the answer came."""
 
@@ -223,6 +227,9 @@ class Iso8583Switch:
         writer = self._writer
         if writer is None or writer.is_closing():
             raise _NotSent("the connection to the switch is closed")
+        if deadline - loop.time() < MIN_TIME_LEFT:
+            # Sent now, it could only time out, and a money request would be reversed.
+            raise _NotSent("no time left to wait for an answer")
         message["11"] = stan = self._next_stan()
         waiting = _Waiting(m.response_mti(message["t"]), message.get("37", ""), loop.create_future())
         self._waiting[stan] = waiting
