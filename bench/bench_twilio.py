@@ -29,6 +29,8 @@ import urllib.parse
 import uuid
 from pathlib import Path
 
+from bench_ledger import _prepare as prepare_bank  # bench/ is on the path when run as a script
+
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "bench-auth-token"
 CONCURRENCY = (1, 8, 64)
@@ -165,13 +167,6 @@ def _line(name: str, concurrency: int, rate: int, latencies: list[float], errors
             f"p99 {cuts[98] * 1000:6.1f} ms  errors {errors}")
 
 
-async def _prepare(url: str) -> None:
-    sys.path.insert(0, str(ROOT / "bench"))
-    from bench_ledger import _prepare as prepare_bank
-
-    await prepare_bank(url)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0)
@@ -203,7 +198,7 @@ async def run(args: argparse.Namespace) -> None:
     if os.environ.get("DATABASE_URL", "").startswith("postgresql"):
         urls["PostgreSQL"] = os.environ["DATABASE_URL"]
     for name, url in urls.items():
-        await _prepare(url)
+        await prepare_bank(url)
         port = free_port()
         app = Server([sys.executable, "-m", "ivr.cli", "serve", "twilio", "--port", str(port)],
                      dict(env, DATABASE_URL=url), port)

@@ -14,6 +14,7 @@ from ivr.channels.console import Answers, ConsoleResult, play_call_async
 from ivr.config import get_settings
 from ivr.engine.interpreter import Interpreter
 from ivr.engine.turn import Gather
+from ivr.engine.verbs import uses_services
 from ivr.flow.diagnostics import Diagnostic, Diagnostics, FlowError
 from ivr.flow.loader import load_flow_set, load_flows, read_flow_file
 from ivr.flow.model import FlowSet
@@ -126,13 +127,6 @@ def _load_or_exit(flow: Path, prompts: Path | None) -> tuple[FlowSet, Catalog | 
     return flows, catalog
 
 
-def _uses_services(flows: FlowSet) -> bool:
-    from ivr.engine.verbs import REGISTRY
-
-    return any(REGISTRY[node.verb].uses_services
-               for flow in flows.flows.values() for node in flow.nodes.values())
-
-
 def _ask_at_the_terminal(gather: Gather) -> str | None:
     """One entry typed at the terminal; a PIN or card number is not shown as it is typed."""
     try:
@@ -167,7 +161,7 @@ def call(flow: Path, caller: str | None, lang: str | None, keys: str | None,
                    "'h' or Ctrl-D hangs up)", err=True)
         answers = _ask_at_the_terminal
     async def run() -> ConsoleResult:
-        if not _uses_services(flows):
+        if not uses_services(flows):
             return await play_call_async(Interpreter(flows, catalog), answers, caller=caller,
                                          language=lang, save_restore=save_restore, echo=click.echo)
         async with open_services(get_settings()) as services:

@@ -58,9 +58,10 @@ def _messenger(settings: Settings) -> Messenger | None:
 @asynccontextmanager
 async def open_services(settings: Settings, clock: Clock | None = None) -> AsyncIterator[Services]:
     """The bank and the switch this process uses, closed again on exit."""
+    endpoint: Endpoint | None = None
     if settings.switch_url.startswith("iso8583:"):
         try:
-            Endpoint.parse(settings.switch_url)
+            endpoint = Endpoint.parse(settings.switch_url)
         except ValueError as exc:
             raise BankNotReady(str(exc)) from None
     elif settings.switch_url != "embedded":
@@ -76,11 +77,10 @@ async def open_services(settings: Settings, clock: Clock | None = None) -> Async
     try:
         await check_ready(engine, settings.database_url)
         switch: Switch
-        if settings.switch_url == "embedded":
+        if endpoint is None:
             switch = ledger = LedgerSwitch(engine, settings, clock)
         else:
-            switch = remote = Iso8583Switch.from_url(settings.switch_url, clock,
-                                                     ReversalStore(engine))
+            switch = remote = Iso8583Switch.at(endpoint, clock, ReversalStore(engine))
             if not await remote.connect():
                 log.warning("the switch at %s does not answer yet; requests will wait for it",
                             settings.switch_url)

@@ -41,7 +41,7 @@ from ivr.config import Settings
 from ivr.engine.interpreter import CallEnded, Interpreter, NeedsServices
 from ivr.engine.state import CallState
 from ivr.engine.turn import CallerHangup, Digits, Event, NoInput, Segment, Turn
-from ivr.engine.verbs import REGISTRY
+from ivr.engine.verbs import uses_services
 from ivr.flow.model import FlowSet
 from ivr.speech.catalog import Catalog
 
@@ -60,11 +60,6 @@ class BadRequest(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
-
-
-def uses_services(flows: FlowSet) -> bool:
-    return any(REGISTRY[node.verb].uses_services
-               for flow in flows.flows.values() for node in flow.nodes.values())
 
 
 @dataclass(eq=False)  # compared and hashed by identity (its audio_for keys the TwiML cache)

@@ -18,5 +18,12 @@ from ivr.engine.verbs import (  # noqa: F401  (imported to register)
     transfer,
 )
 from ivr.engine.verbs.base import REGISTRY, Verb
+from ivr.flow.model import FlowSet
 
-__all__ = ["REGISTRY", "Verb"]
+__all__ = ["REGISTRY", "Verb", "uses_services"]
+
+
+def uses_services(flows: FlowSet) -> bool:
+    """Whether any node of `flows` talks to the bank, the switch or a messenger."""
+    return any(REGISTRY[node.verb].uses_services
+               for flow in flows.flows.values() for node in flow.nodes.values())

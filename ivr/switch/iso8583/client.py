@@ -108,9 +108,9 @@ class Iso8583Switch:
         self.connections = 0
 
     @classmethod
-    def from_url(cls, url: str, clock: Clock | None = None,
-                 reversals: ReversalStore | None = None) -> Iso8583Switch:
-        endpoint = Endpoint.parse(url)
+    def at(cls, endpoint: Endpoint, clock: Clock | None = None,
+           reversals: ReversalStore | None = None) -> Iso8583Switch:
+        """A client for the switch `endpoint` (from `Endpoint.parse(SWITCH_URL)`)."""
         return cls(endpoint.host, endpoint.port, timeout=endpoint.timeout,
                    echo_interval=endpoint.echo_interval, clock=clock, reversals=reversals)
 
