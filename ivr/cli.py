@@ -6,6 +6,7 @@ import asyncio
 import getpass
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -242,6 +243,78 @@ def serve_twilio(host: str, port: int, flow: Path, workers: int, prompts: Path |
                "point the number's voice URL there (through your public HTTPS address)", err=True)
     uvicorn.run("ivr.channels.twilio.app:app_from_environment", factory=True, host=host,
                 port=port, workers=workers, log_level="warning", access_log=False)
+
+
+def _loaded(flows: tuple[Path, ...], prompts: Path | None) -> list[Any]:
+    from ivr.channels.asterisk.serve import Loaded
+
+    loaded = []
+    for path in flows:
+        flow_set, catalog = _load_or_exit(path, prompts)
+        loaded.append(Loaded(path, flow_set, catalog))
+    return loaded
+
+
+def _prompts_folder(flow: Path, prompts: Path | None) -> Path | None:
+    return prompts if prompts is not None else find_catalog_folder(flow)
+
+
+@serve.command("fastagi")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="The address to listen on (only Asterisk should reach it).")
+@click.option("--port", default=4573, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--flow", "flows", multiple=True, default=(Path("flows/hotline.yaml"),),
+              show_default=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A flow to serve (repeat for more); AGI(agi://host/NAME) picks it by its id "
+                   "or file name, and the first is the default.")
+@click.option("--max-calls", default=1000, show_default=True, type=click.IntRange(1, 100_000),
+              help="Calls at once; beyond it a call goes straight back to the dialplan (agents).")
+@click.option("--drain", default=30.0, show_default=True, type=click.FloatRange(0, 3600),
+              help="On SIGTERM, seconds the calls in progress get to finish.")
+@click.option("--twilio-port", default=None, type=click.IntRange(1, 65535),
+              help="Also serve Twilio's webhooks on this port (needs TWILIO_AUTH_TOKEN).")
+@prompts_option
+def serve_fastagi(host: str, port: int, flows: tuple[Path, ...], max_calls: int, drain: float,
+                  twilio_port: int | None, prompts: Path | None) -> None:
+    """Serve the flows to Asterisk over FastAGI (asterisk-conf/ has the dialplan)."""
+    import logging
+
+    from ivr.channels.asterisk.serve import run, serve_fastagi
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    loaded = _loaded(flows, prompts)
+    folder = _prompts_folder(flows[0], prompts)
+    try:
+        run(lambda: serve_fastagi(get_settings(), loaded, folder, host=host, port=port,
+                                  max_calls=max_calls, drain=drain, twilio_port=twilio_port,
+                                  announce=lambda line: click.echo(line, err=True)))
+    except BankNotReady as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except OSError as exc:
+        click.echo(f"error: cannot serve on {host}:{port}: {exc.strerror or exc}", err=True)
+        sys.exit(1)
+
+
+@main.command("agi")
+@click.argument("flow", default=Path("flows/hotline.yaml"),
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@prompts_option
+def classic_agi(flow: Path, prompts: Path | None) -> None:
+    """Run one call of FLOW as a classic AGI script on stdin/stdout, for dialplans that
+    use AGI(script) instead of a FastAGI server. Logs go to stderr, never the keys."""
+    import logging
+
+    from ivr.channels.asterisk.serve import run_classic_agi
+
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="ivr agi: %(levelname)s %(name)s: %(message)s")
+    loaded = _loaded((flow,), prompts)[0]
+    try:
+        run_classic_agi(get_settings(), loaded, _prompts_folder(flow, prompts))
+    except BankNotReady as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
 
 
 from ivr.bank import cli as _bank_cli  # noqa: E402  (adds `ivr db` and `ivr bank`)

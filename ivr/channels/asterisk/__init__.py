@@ -1,0 +1,1 @@
+"""Asterisk: FastAGI server, classic AGI and AMI."""

@@ -1,0 +1,335 @@
+"""`ivr serve fastagi`: the flows as a FastAGI server, one coroutine per call.
+
+Asterisk's `AGI(agi://host:4573/hotline)` connects here; the path after the host
+(`agi_network_script`) picks the flow. The protocol layer is our own, on an
+asyncio Protocol, rather than panoramisk's FastAGI server, which cannot be made
+safe from outside: a client that stops half-way through its header freezes its
+whole event loop, an unsolicited `HANGUP` is taken as the answer to the running
+command (every later answer then belongs to the command before it), a 520 usage
+block is read as one extra line, and a handler's exception is swallowed with the
+call left open. Here:
+
+- the header must arrive whole within `header_timeout` (else the socket is closed);
+- `HANGUP` lines are noted as the caller hanging up and never taken as an answer;
+- a `520-` block is read to its `520 ` line;
+- a reply that is not AGI, a command that outlives its timeout, or any fault in a
+  call closes that call's socket only (Asterisk then goes on in the dialplan,
+  which queues the caller for an agent) and the server serves the others;
+- bytes that are not UTF-8 are kept as U+FFFD;
+- beyond `max_calls` calls at once, a new call is handed straight back to the
+  dialplan (agents) instead of being made to wait;
+- SIGTERM stops accepting, lets the calls in progress finish for `drain` seconds,
+  then hands the rest back to the dialplan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ivr.channels.asterisk.call import COMMAND_TIMEOUT, AgiCall, CallInfo, PromptAudio, describe_caller
+from ivr.channels.asterisk.protocol import (
+    MAX_HEADER,
+    MAX_LINE,
+    LinkClosed,
+    ProtocolError,
+    Reply,
+    ReplyReader,
+    decode,
+    parse_header,
+)
+from ivr.engine.interpreter import Interpreter
+
+log = logging.getLogger("ivr.fastagi")
+
+HEADER_TIMEOUT = 5.0
+
+
+class FastAgiLink(asyncio.Protocol):
+    """One Asterisk connection: reads the header, then runs one command at a time."""
+
+    def __init__(self, server: FastAgiServer) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self._buffer = bytearray()
+        self._header: list[str] | None = []
+        self._header_bytes = 0
+        self._pending: asyncio.Future[Reply] | None = None
+        self._replies = ReplyReader()
+        self.closed = False
+        self._header_timer: asyncio.TimerHandle | None = None
+        self.peer = "?"
+
+    @property
+    def hung_up(self) -> bool:
+        return self._replies.hung_up
+
+    # --- asyncio.Protocol ------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        self._header_timer = asyncio.get_running_loop().call_later(
+            self.server.header_timeout, self._header_late)
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self._buffer
+        buffer += data
+        start = 0
+        while (end := buffer.find(b"\n", start)) >= 0:
+            raw = bytes(buffer[start:end])
+            start = end + 1
+            try:
+                self._line(raw)
+            except ProtocolError as exc:
+                self._fail(exc)
+                return
+            if self.closed:
+                return
+        del buffer[:start]
+        if len(buffer) > MAX_LINE:
+            self._fail(ProtocolError(f"a line of more than {MAX_LINE} bytes"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+        pending, self._pending = self._pending, None
+        if pending is not None and not pending.done():
+            pending.set_exception(LinkClosed("Asterisk closed the connection"))
+        self.server.forget(self)
+
+    # --- lines -----------------------------------------------------------------------------
+
+    def _line(self, raw: bytes) -> None:
+        if self._header is not None:
+            self._header_line(raw)
+            return
+        reply = self._replies.feed(decode(raw))
+        if reply is not None:
+            self._answer(reply)
+
+    def _header_line(self, raw: bytes) -> None:
+        header = self._header
+        assert header is not None
+        if raw:
+            self._header_bytes += len(raw) + 1
+            if self._header_bytes > MAX_HEADER:
+                raise ProtocolError("the AGI header is too long")
+            header.append(decode(raw))
+            return
+        self._header = None
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+        self.server.start_call(self, parse_header(header))
+
+    def _answer(self, reply: Reply) -> None:
+        pending, self._pending = self._pending, None
+        if pending is None or pending.done():
+            log.warning("%s: an answer to no command (%r), ignored", self.peer, reply.text[:80])
+            return
+        pending.set_result(reply)
+
+    def _header_late(self) -> None:
+        self._header_timer = None
+        if self._header is not None and not self.closed:
+            log.warning("%s: no complete AGI header within %.0f s; closed", self.peer,
+                        self.server.header_timeout)
+            self.close()
+
+    def _fail(self, exc: ProtocolError) -> None:
+        log.error("%s: %s; the connection is closed", self.peer, exc)
+        pending, self._pending = self._pending, None
+        if pending is not None and not pending.done():
+            pending.set_exception(exc)
+        self.close()
+
+    # --- commands --------------------------------------------------------------------------
+
+    async def command(self, line: str, timeout: float) -> Reply:
+        if self.closed or self.transport is None:
+            raise LinkClosed("the connection is closed")
+        if self._pending is not None:
+            raise RuntimeError("one AGI command at a time")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Reply] = loop.create_future()
+        self._pending = future
+        self.transport.write(line.encode() + b"\n")
+        timer = loop.call_later(timeout, self._late, future, line)
+        try:
+            return await future
+        finally:
+            timer.cancel()
+            if self._pending is future:
+                self._pending = None
+
+    def _late(self, future: asyncio.Future[Reply], line: str) -> None:
+        if not future.done():
+            word = " ".join(line.split()[:2])
+            future.set_exception(LinkClosed(f"no answer to {word} in time"))
+            self.close()
+
+    def close(self) -> None:
+        if not self.closed and self.transport is not None:
+            self.closed = True
+            self.transport.close()
+
+
+@dataclass
+class FastAgiServer:
+    """Routes calls by `agi_network_script` to the interpreters in `routes` (flow id to
+    interpreter); an empty or unknown script gets the `default` route."""
+
+    routes: Mapping[str, Interpreter]
+    default: str
+    audio: PromptAudio
+    max_calls: int = 1000
+    header_timeout: float = HEADER_TIMEOUT
+    command_timeout: float = COMMAND_TIMEOUT
+    links: set[FastAgiLink] = field(default_factory=set)
+    calls: dict[FastAgiLink, asyncio.Task[None]] = field(default_factory=dict)
+    served: int = 0
+    _server: asyncio.Server | None = None
+
+    def __post_init__(self) -> None:
+        if self.default not in self.routes:
+            raise ValueError(f"the default flow '{self.default}' is not among {sorted(self.routes)}")
+
+    async def start(self, host: str, port: int) -> asyncio.Server:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(self._link, host, port, reuse_address=True)
+        return self._server
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    def _link(self) -> FastAgiLink:
+        link = FastAgiLink(self)
+        self.links.add(link)
+        return link
+
+    def forget(self, link: FastAgiLink) -> None:
+        self.links.discard(link)
+
+    def start_call(self, link: FastAgiLink, header: dict[str, str]) -> None:
+        script = (header.get("agi_network_script") or "").strip("/")
+        interpreter = self.routes.get(script)
+        if interpreter is None:
+            if script:
+                log.warning("%s: no flow '%s' (serving %s); the default flow '%s' takes the call",
+                            link.peer, script, ", ".join(sorted(self.routes)), self.default)
+            interpreter = self.routes[self.default]
+        if len(self.calls) >= self.max_calls:
+            log.warning("%s: %d calls in progress, the limit: this one goes back to the dialplan",
+                        link.peer, len(self.calls))
+            link.close()
+            return
+        info = CallInfo.from_header(header, interpreter.flows.entry.languages)
+        task = asyncio.get_running_loop().create_task(self._serve(link, interpreter, info))
+        self.calls[link] = task
+
+    async def _serve(self, link: FastAgiLink, interpreter: Interpreter, info: CallInfo) -> None:
+        try:
+            log.info("call %s from %s on %s: flow %s", info.call_id, describe_caller(info),
+                     info.channel, interpreter.flows.entry.id)
+            call = AgiCall(interpreter, link, self.audio, info, self.command_timeout)
+            await call.run()
+        except asyncio.CancelledError:
+            log.warning("call %s: stopped by the server's shutdown; back to the dialplan", info.call_id)
+        except Exception:
+            log.exception("call %s: failed; back to the dialplan (agents)", info.call_id)
+        finally:
+            self.calls.pop(link, None)
+            self.served += 1
+            # Asterisk keeps the channel until the socket closes, even after a hang-up.
+            link.close()
+
+    async def drain(self, deadline: float) -> int:
+        """Stop taking calls; wait up to `deadline` seconds for those in progress, then
+        hand the rest back to the dialplan. Returns how many had to be cut."""
+        if self._server is not None:
+            self._server.close()
+        for link in list(self.links):
+            if link not in self.calls:
+                link.close()  # connected, header not complete: nothing started yet
+        tasks = list(self.calls.values())
+        if tasks:
+            log.info("draining: %d call(s) in progress, up to %.0f s", len(tasks), deadline)
+            await asyncio.wait(tasks, timeout=deadline)
+        left = [task for task in self.calls.values() if not task.done()]
+        for task in left:
+            task.cancel()
+        if left:
+            await asyncio.wait(left, timeout=5)
+        if self._server is not None:
+            await self._server.wait_closed()
+        return len(left)
+
+
+@contextlib.asynccontextmanager
+async def running(server: FastAgiServer, host: str, port: int,
+                  drain: float = 30.0) -> AsyncIterator[FastAgiServer]:
+    """Serve inside the block; drain on the way out."""
+    await server.start(host, port)
+    try:
+        yield server
+    finally:
+        await server.drain(drain)
+
+
+async def serve_until_signalled(server: FastAgiServer, host: str, port: int, drain: float) -> None:
+    """`ivr serve fastagi`: serve until SIGTERM or SIGINT, then drain."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await server.start(host, port)
+    log.info("FastAGI on %s:%d: flows %s (default %s), at most %d calls at once",
+             host, server.port, ", ".join(sorted(server.routes)), server.default, server.max_calls)
+    await stop.wait()
+    log.info("stopping: no new calls; %d in progress get %.0f s to finish", len(server.calls), drain)
+    # A second signal cuts the drain short.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: [task.cancel() for task in server.calls.values()])
+    cut = await server.drain(drain)
+    log.info("stopped after %d calls%s", server.served,
+             f"; {cut} handed back to the dialplan" if cut else "")
+
+
+def prompts_warning(audio: PromptAudio, routes: Mapping[str, Interpreter]) -> str | None:
+    """One line for the operator when prompts have no rendered audio."""
+    missing: set[tuple[str, str]] = set()
+    for interpreter in routes.values():
+        missing.update(audio.missing(interpreter.catalog))
+    if not missing:
+        return None
+    sample = ", ".join(f"{lang}/{prompt}" for lang, prompt in sorted(missing)[:3])
+    return (f"{len(missing)} prompt(s) have no audio under {audio.build} ({sample}, ...): "
+            "Asterisk will skip them. Render them or drop recordings there as "
+            "<lang>/<id>.wav (8 kHz, 16-bit, mono).")
+
+
+def flow_routes(paths: list[Path], interpreters: Mapping[Path, Interpreter]) -> dict[str, Interpreter]:
+    """Flow id (and file stem) to interpreter; a name claimed twice is an error."""
+    routes: dict[str, Interpreter] = {}
+    for path in paths:
+        interpreter = interpreters[path]
+        for name in {interpreter.flows.entry.id, path.stem}:
+            if name in routes and routes[name] is not interpreter:
+                raise ValueError(f"two flows answer to '{name}': rename one")
+            routes[name] = interpreter
+    return routes
+
+
+__all__ = ["FastAgiLink", "FastAgiServer", "ProtocolError", "flow_routes", "prompts_warning",
+           "running", "serve_until_signalled"]
