@@ -64,7 +64,7 @@ LONG_INPUT = 12
 COMMAND_TIMEOUT = 10.0
 #: added to a media command's own length (prompts and input timeouts) before giving up
 MEDIA_SLACK = 30.0
-_DIGIT_RUN = re.compile(r"\d{12,}")
+_DIGIT_RUN = re.compile(r"\d{11,}[\dXx]")  # a card, account or resident ID number
 _SAFE_NAME = re.compile(r"[^A-Z0-9_]")
 
 

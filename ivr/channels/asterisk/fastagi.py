@@ -197,6 +197,8 @@ class FastAgiServer:
     links: set[FastAgiLink] = field(default_factory=set)
     calls: dict[FastAgiLink, asyncio.Task[None]] = field(default_factory=dict)
     served: int = 0
+    #: the port it listens on (the one the system chose, for port 0)
+    port: int = 0
     _server: asyncio.Server | None = None
 
     def __post_init__(self) -> None:
@@ -206,12 +208,8 @@ class FastAgiServer:
     async def start(self, host: str, port: int) -> asyncio.Server:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(self._link, host, port, reuse_address=True)
+        self.port = int(self._server.sockets[0].getsockname()[1])
         return self._server
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None
-        return int(self._server.sockets[0].getsockname()[1])
 
     def _link(self) -> FastAgiLink:
         link = FastAgiLink(self)

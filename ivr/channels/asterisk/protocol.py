@@ -92,7 +92,7 @@ class ReplyReader:
         """The reply that `line` completes, or None when it completes none."""
         block = self._block
         if block is not None:
-            if len(line) > 3 and line[3] == " " and line[:3].isdigit():
+            if line[:4] == block[0][:3] + " ":  # the block's own code ends it
                 self._block = None
                 reply = parse_reply(line)
                 return Reply(reply.code, text="\n".join([*block, line]))
