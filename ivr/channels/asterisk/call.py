@@ -248,8 +248,7 @@ class AgiCall:
             for name, value in wait.data.items():
                 variables[f"IVR_DATA_{_SAFE_NAME.sub('_', name.upper())}"] = value
             await self.set_variables(variables)
-            self.outcome = "transfer"
-            log.info("call %s: to queue %s (%s)", self.info.call_id, wait.queue, wait.reason)
+            self.outcome = f"to queue {wait.queue} ({wait.reason})"
             return
         assert isinstance(wait, Hangup)
         await self.set_variables({"IVR_RESULT": "hangup", "IVR_REASON": wait.reason})

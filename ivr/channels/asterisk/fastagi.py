@@ -31,6 +31,7 @@ import signal
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from ivr.channels.asterisk.call import COMMAND_TIMEOUT, AgiCall, CallInfo, PromptAudio, describe_caller
 from ivr.channels.asterisk.protocol import (
@@ -48,6 +49,8 @@ from ivr.engine.interpreter import Interpreter
 log = logging.getLogger("ivr.fastagi")
 
 HEADER_TIMEOUT = 5.0
+#: how often command deadlines are checked (a command may overrun by this much)
+SWEEP = 0.25
 
 
 class FastAgiLink(asyncio.Protocol):
@@ -64,6 +67,9 @@ class FastAgiLink(asyncio.Protocol):
         self.closed = False
         self._header_timer: asyncio.TimerHandle | None = None
         self.peer = "?"
+        #: loop time by which the running command must be answered (0: none running)
+        self.deadline = 0.0
+        self._command = ""
 
     @property
     def hung_up(self) -> bool:
@@ -72,8 +78,8 @@ class FastAgiLink(asyncio.Protocol):
     # --- asyncio.Protocol ------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
+        self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         self._header_timer = asyncio.get_running_loop().call_later(
@@ -163,19 +169,23 @@ class FastAgiLink(asyncio.Protocol):
         future: asyncio.Future[Reply] = loop.create_future()
         self._pending = future
         self.transport.write(line.encode() + b"\n")
-        timer = loop.call_later(timeout, self._late, future, line)
+        # The server's sweeper enforces the deadline (a timer per command costs more).
+        self.deadline = loop.time() + timeout
+        self._command = line
         try:
             return await future
         finally:
-            timer.cancel()
+            self.deadline = 0.0
             if self._pending is future:
                 self._pending = None
 
-    def _late(self, future: asyncio.Future[Reply], line: str) -> None:
-        if not future.done():
-            word = " ".join(line.split()[:2])
+    def overdue(self) -> None:
+        """Called by the sweeper when the running command is past its deadline."""
+        future = self._pending
+        if future is not None and not future.done():
+            word = " ".join(self._command.split()[:2])
             future.set_exception(LinkClosed(f"no answer to {word} in time"))
-            self.close()
+        self.close()
 
     def close(self) -> None:
         if not self.closed and self.transport is not None:
@@ -200,6 +210,7 @@ class FastAgiServer:
     #: the port it listens on (the one the system chose, for port 0)
     port: int = 0
     _server: asyncio.Server | None = None
+    _sweeper: asyncio.Task[None] | None = None
 
     def __post_init__(self) -> None:
         if self.default not in self.routes:
@@ -209,7 +220,19 @@ class FastAgiServer:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(self._link, host, port, reuse_address=True)
         self.port = int(self._server.sockets[0].getsockname()[1])
+        self._sweeper = loop.create_task(self._sweep())
         return self._server
+
+    async def _sweep(self) -> None:
+        """Close the calls whose command is past its deadline, twice a second."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(SWEEP)
+            now = loop.time()
+            for link in list(self.calls):
+                if link.deadline and link.deadline < now:
+                    log.warning("%s: no answer to a command in time; the call is closed", link.peer)
+                    link.overdue()
 
     def _link(self) -> FastAgiLink:
         link = FastAgiLink(self)
@@ -237,11 +260,11 @@ class FastAgiServer:
         self.calls[link] = task
 
     async def _serve(self, link: FastAgiLink, interpreter: Interpreter, info: CallInfo) -> None:
+        call = AgiCall(interpreter, link, self.audio, info, self.command_timeout)
         try:
-            log.info("call %s from %s on %s: flow %s", info.call_id, describe_caller(info),
-                     info.channel, interpreter.flows.entry.id)
-            call = AgiCall(interpreter, link, self.audio, info, self.command_timeout)
             await call.run()
+            log.info("call %s from %s on %s: flow %s, %s", info.call_id, describe_caller(info),
+                     info.channel, interpreter.flows.entry.id, call.outcome)
         except asyncio.CancelledError:
             log.warning("call %s: stopped by the server's shutdown; back to the dialplan", info.call_id)
         except Exception:
@@ -269,6 +292,8 @@ class FastAgiServer:
             task.cancel()
         if left:
             await asyncio.wait(left, timeout=5)
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         if self._server is not None:
             await self._server.wait_closed()
         return len(left)

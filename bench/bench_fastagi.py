@@ -1,0 +1,388 @@
+"""FastAGI under load: many concurrent Asterisk calls against `ivr serve fastagi`, and in
+the same run the same dialog against the floor (a minimal raw asyncio AGI loop that
+sends the same commands without running a flow) and against classic AGI (`ivr agi`,
+a process per call).
+
+The load generator is a process of its own. It plays Asterisk: sends the `agi_*`
+header, answers every command as Asterisk would (the caller presses 1 during the
+menu, keys 1, 2, 3 and # for the number, 2 at the second menu) and counts a call
+done when the server closes the socket. Saturated: it answers at once and keeps N
+calls going. Paced: it answers each command after about 2 s (±20 %), as a caller
+would, with N calls open at once.
+
+Figures: calls/s; the server's CPU per AGI command (user+system time of the server
+process over the window, from /proc); p50/p99 of the time from the generator
+writing a reply to reading the server's next command; and KB per open call (the
+server's RSS with N paced calls open, less its RSS before them).
+
+    python bench/bench_fastagi.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import os
+import random
+import resource
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import wave
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FLOW = ROOT / "bench" / "fastagi" / "flow.yaml"
+TICK = os.sysconf("SC_CLK_TCK")
+PAGE_KB = os.sysconf("SC_PAGE_SIZE") / 1024
+WAIT_KEYS = "23#"  # after the 1 that stops the prompt
+
+
+def raise_fd_limit() -> None:
+    """As many sockets as this process may have (1,000 calls need more than 1,024)."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def header(n: int, port: int) -> bytes:
+    lines = [("agi_network", "yes"), ("agi_network_script", "benchline"),
+             ("agi_request", f"agi://127.0.0.1:{port}/benchline"), ("agi_channel", f"PJSIP/t-{n:08x}"),
+             ("agi_language", "en"), ("agi_type", "PJSIP"), ("agi_uniqueid", f"1795870864.{n}"),
+             ("agi_version", "22.10.1"), ("agi_callerid", f"138{n % 10**8:08d}"),
+             ("agi_calleridname", "Bench"), ("agi_callingpres", "0"), ("agi_callingani2", "0"),
+             ("agi_callington", "0"), ("agi_callingtns", "0"), ("agi_dnid", "unknown"),
+             ("agi_rdnis", "unknown"), ("agi_context", "hotline"), ("agi_extension", "95558"),
+             ("agi_priority", "4"), ("agi_enhanced", "0.0"), ("agi_accountcode", ""),
+             ("agi_threadid", str(139769069123264 + n))]
+    return "".join(f"{k}: {v}\n" for k, v in lines).encode() + b"\n"
+
+
+def answer(command: bytes, waits: list[int]) -> bytes:
+    """What Asterisk answers, for the benchmark's caller."""
+    if command.startswith(b"STREAM FILE"):
+        name = command.split(b" ")[2].rsplit(b"/", 1)[-1]
+        if name in (b"main_menu", b"enter_number"):
+            return b"200 result=49 endpos=8000\n"  # 1 stops the prompt
+        if name == b"second_menu":
+            return b"200 result=50 endpos=8000\n"
+        return b"200 result=0 endpos=16000\n"
+    if command.startswith(b"WAIT FOR DIGIT"):
+        key = WAIT_KEYS[waits[0] % len(WAIT_KEYS)]
+        waits[0] += 1
+        return f"200 result={ord(key)}\n".encode()
+    if command.startswith((b"SET VARIABLE", b"HANGUP")):
+        return b"200 result=1\n"
+    if command.startswith(b"CHANNEL STATUS"):
+        return b"200 result=6\n"
+    return b"200 result=0\n"
+
+
+# --- the load generator (a process of its own) ------------------------------------------
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.calls = 0
+        self.commands = 0
+        self.errors = 0
+        self.latencies: list[float] = []
+        self.open = 0
+        self.measuring = False
+        self.dialog: list[bytes] = []
+
+
+async def one_call(n: int, port: int, stats: Stats, pace: float, expected: int) -> None:
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        stats.errors += 1
+        return
+    stats.open += 1
+    writer.write(header(n, port))
+    waits = [0]
+    commands = 0
+    replied = 0.0
+    try:
+        while True:
+            line = await reader.readline()
+            now = time.perf_counter()
+            if not line:
+                break
+            if replied and stats.measuring:
+                stats.latencies.append(now - replied)
+            commands += 1
+            if stats.measuring:
+                stats.commands += 1
+            if n == 0 and not stats.dialog:
+                stats.dialog_draft = [*getattr(stats, "dialog_draft", []), line]  # type: ignore[attr-defined]
+            if pace:
+                await asyncio.sleep(pace * random.uniform(0.8, 1.2))
+            writer.write(answer(line, waits))
+            replied = time.perf_counter()
+    except (ConnectionError, asyncio.IncompleteReadError):
+        stats.errors += 1
+    finally:
+        stats.open -= 1
+        writer.close()
+    if expected and commands != expected:
+        stats.errors += 1
+    if stats.measuring:
+        stats.calls += 1
+
+
+def generate(port: int, concurrency: int, pace: float, seconds: float, expected: int,
+             ramp: float, out: mp.Queue, rss_pid: int) -> None:  # type: ignore[type-arg]
+    """Keep `concurrency` calls going; measure `seconds` after `ramp`."""
+    try:
+        import uvloop
+        uvloop.install()
+    except ImportError:
+        pass
+    raise_fd_limit()
+
+    async def main() -> dict[str, object]:
+        stats = Stats()
+        counter = iter(range(10**9))
+        stop = False
+
+        async def lane(delay: float) -> None:
+            await asyncio.sleep(delay)
+            while not stop:
+                await one_call(next(counter), port, stats, pace, expected)
+
+        before_rss = rss_kb(rss_pid)
+        lanes = [asyncio.create_task(lane(ramp * i / concurrency)) for i in range(concurrency)]
+        await asyncio.sleep(ramp + (0.5 if pace else 0.2))
+        open_calls = stats.open
+        rss_open = rss_kb(rss_pid)
+        cpu0 = cpu_ticks(rss_pid)
+        t0 = time.perf_counter()
+        stats.measuring = True
+        await asyncio.sleep(seconds)
+        stats.measuring = False
+        elapsed = time.perf_counter() - t0
+        cpu = (cpu_ticks(rss_pid) - cpu0) / TICK
+        stop = True
+        for task in lanes:
+            task.cancel()
+        await asyncio.gather(*lanes, return_exceptions=True)
+        latencies = sorted(stats.latencies) or [0.0]
+        return {"calls_s": stats.calls / elapsed, "commands": stats.commands,
+                "cpu_us": cpu / max(1, stats.commands) * 1e6, "errors": stats.errors,
+                "p50": statistics.median(latencies) * 1000,
+                "p99": latencies[int(len(latencies) * 0.99) - 1 if len(latencies) > 1 else 0] * 1000,
+                "kb_open": (rss_open - before_rss) / max(1, open_calls), "open": open_calls,
+                "dialog": getattr(stats, "dialog_draft", [])}
+
+    out.put(asyncio.run(main()))
+
+
+def cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def rss_kb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return float(line.split()[1])
+    return 0.0
+
+
+def run_load(port: int, pid: int, concurrency: int, pace: float, seconds: float, expected: int,
+             ramp: float) -> dict[str, object]:
+    out: mp.Queue = mp.Queue()  # type: ignore[type-arg]
+    worker = mp.Process(target=generate, args=(port, concurrency, pace, seconds, expected, ramp, out, pid))
+    worker.start()
+    result = out.get()
+    worker.join()
+    return result  # type: ignore[no-any-return]
+
+
+# --- the floor: a raw asyncio AGI loop sending the same commands -------------------------
+
+
+def floor_server(port: int, dialog: list[bytes], loop_kind: str) -> None:
+    if loop_kind == "uvloop":
+        import uvloop
+        uvloop.install()
+    raise_fd_limit()
+
+    class Floor(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = transport
+            self.buffer = b""
+            self.header = True
+            self.step = 0
+
+        def data_received(self, data: bytes) -> None:
+            self.buffer += data
+            while b"\n" in self.buffer:
+                line, self.buffer = self.buffer.split(b"\n", 1)
+                if self.header:
+                    if line == b"":
+                        self.header = False
+                        self.send()
+                    continue
+                if not line.startswith(b"200"):
+                    continue
+                self.send()
+
+        def send(self) -> None:
+            if self.step == len(dialog):
+                self.transport.close()
+                return
+            self.transport.write(dialog[self.step])  # type: ignore[attr-defined]
+            self.step += 1
+
+    async def main() -> None:
+        server = await asyncio.get_running_loop().create_server(Floor, "127.0.0.1", port, backlog=4096)
+        await server.serve_forever()
+
+    asyncio.run(main())
+
+
+# --- the servers ----------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, process: subprocess.Popen[bytes] | mp.Process) -> None:
+    for _ in range(300):
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise SystemExit(f"the server on {port} did not start")
+
+
+def prompts_folder(tmp: Path) -> Path:
+    folder = tmp / "prompts"
+    (folder / "build" / "en-US").mkdir(parents=True)
+    (folder / "en-US.yaml").write_text((FLOW.parent / "en-US.yaml").read_text())
+    for line in (FLOW.parent / "en-US.yaml").read_text().splitlines():
+        if line and not line.startswith("#"):
+            with wave.open(str(folder / "build" / "en-US" / f"{line.split(':')[0]}.wav"), "wb") as w:
+                w.setnchannels(1)
+                w.setsampwidth(2)
+                w.setframerate(8000)
+                w.writeframes(b"\0\1" * 8000)
+    return folder
+
+
+def start_ivr(prompts: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": "sqlite:///:memory:"}
+    process = subprocess.Popen(
+        [sys.executable, "-c", "import resource; resource.setrlimit(resource.RLIMIT_NOFILE, "
+         "(resource.getrlimit(resource.RLIMIT_NOFILE)[1],) * 2);"
+         "from ivr.cli import main; main()", "serve", "fastagi", "--port", str(port), "--flow", str(FLOW),
+         "--prompts", str(prompts), "--max-calls", "5000"],
+        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port, process)
+    return process, port
+
+
+def classic(prompts: Path, concurrency: int, calls: int) -> dict[str, float]:
+    """`ivr agi` per call: its stdin and stdout are Asterisk's pipes."""
+    def one(n: int) -> tuple[float, bool]:
+        began = time.perf_counter()
+        process = subprocess.Popen([sys.executable, "-m", "ivr.cli", "agi", str(FLOW), "--prompts",
+                                    str(prompts)], cwd=ROOT, stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        assert process.stdin and process.stdout
+        process.stdin.write(header(n, 0))
+        process.stdin.flush()
+        waits = [0]
+        commands = 0
+        while line := process.stdout.readline():
+            commands += 1
+            process.stdin.write(answer(line, waits))
+            process.stdin.flush()
+        process.stdin.close()
+        ok = process.wait() == 0
+        return time.perf_counter() - began, ok
+
+    from concurrent.futures import ThreadPoolExecutor
+    began = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        results = list(pool.map(one, range(calls)))
+    elapsed = time.perf_counter() - began
+    return {"calls_s": calls / elapsed, "ms_per_call": statistics.median(r[0] for r in results) * 1000,
+            "errors": sum(not r[1] for r in results)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="short windows, 1 and 100 calls")
+    args = parser.parse_args()
+    raise_fd_limit()
+    concurrencies = (1, 100) if args.quick else (1, 100, 1000)
+    saturated_s = 2.0 if args.quick else 4.0
+    paced_s = 4.0 if args.quick else 10.0
+    rows: list[tuple[str, ...]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        prompts = prompts_folder(Path(tmp))
+        ivr, ivr_port = start_ivr(prompts)
+        try:
+            # One call to learn the dialog, which the floor then replays.
+            probe = run_load(ivr_port, ivr.pid, 1, 0.0, 0.5, 0, 0.0)
+            dialog = list(probe["dialog"])  # type: ignore[call-overload]
+            expected = len(dialog)
+            floors = {}
+            for kind in ("uvloop", "asyncio"):
+                port = free_port()
+                process = mp.Process(target=floor_server, args=(port, dialog, kind), daemon=True)
+                process.start()
+                wait_port(port, process)
+                floors[kind] = (process, port)
+            servers = [("ivr serve fastagi", "uvloop", ivr.pid, ivr_port),
+                       *(("floor", kind, p.pid, port) for kind, (p, port) in floors.items())]
+            floor_cpu: dict[tuple[str, int, str], float] = {}
+            for mode, pace in (("saturated", 0.0), ("paced", 2.0)):
+                for concurrency in concurrencies:
+                    for name, kind, pid, port in reversed(servers):  # floors first: ratios need them
+                        ramp = 0.0 if not pace else min(4.0, concurrency / 250)
+                        r = run_load(port, pid, concurrency, pace, saturated_s if not pace else paced_s,
+                                     expected, ramp)
+                        cpu = float(r["cpu_us"])  # type: ignore[arg-type]
+                        if name == "floor":
+                            floor_cpu[(kind, concurrency, mode)] = cpu
+                        ratio = cpu / floor_cpu[(kind, concurrency, mode)] if cpu else 0.0
+                        figures = [float(r[k]) for k in ("calls_s", "p50", "p99", "kb_open")]  # type: ignore[arg-type]
+                        rows.append((name, kind, str(concurrency), mode, f"{figures[0]:.1f}", f"{cpu:.0f}",
+                                     f"{ratio:.2f}", f"{figures[1]:.2f}", f"{figures[2]:.2f}",
+                                     f"{figures[3]:.1f}" if pace else "-", str(r["errors"])))
+                        print(" | ".join(rows[-1]), flush=True)
+            for process, _ in floors.values():
+                process.terminate()
+        finally:
+            ivr.send_signal(signal.SIGTERM)
+            ivr.wait(30)
+        for concurrency in (1, 4):
+            c = classic(prompts, concurrency, 4 if args.quick else 12)
+            rows.append(("ivr agi (classic)", "-", str(concurrency), "saturated", f"{c['calls_s']:.1f}",
+                         f"{c['ms_per_call']:.0f} ms/call", "-", "-", "-", "-", str(int(c["errors"]))))
+            print(" | ".join(rows[-1]), flush=True)
+    print(f"\nFastAGI: {expected} AGI commands a call; this machine has {os.cpu_count()} cores")
+    print("| server | loop | calls | mode | calls/s | CPU µs/command | × floor | p50 ms | p99 ms "
+          "| KB/open call | errors |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    print("Classic AGI runs at most 4 processes at once: 1,000 Python processes (about 40 MB each) "
+          "do not fit this machine.")
+
+
+if __name__ == "__main__":
+    main()
