@@ -326,5 +326,9 @@ from ivr.switch import cli as _switch_cli  # noqa: E402  (adds `ivr switch`)
 
 main.add_command(_switch_cli.switch)
 
+from ivr.channels.asterisk.ami_cli import ami as _ami  # noqa: E402  (adds `ivr ami`)
+
+main.add_command(_ami)
+
 if __name__ == "__main__":
     main()
