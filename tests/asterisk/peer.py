@@ -189,6 +189,7 @@ class _Call:
         self.writer: asyncio.StreamWriter | None = None
         self.start = time.monotonic()
         self.hangup_line_owed = False
+        self.stalled = False
 
     # --- the socket -----------------------------------------------------------------------
 
@@ -219,17 +220,21 @@ class _Call:
 
     async def _line(self) -> bytes | None:
         """The next command line; None when the server has closed its side."""
+        if self.stalled:
+            # Asterisk reads the socket, handles one line, then waits for the socket to
+            # become readable again: a second line already read waits for more bytes.
+            self.stalled = False
+            self.data.clear()
+            await self.data.wait()
+            if self.eof:
+                return None
         while True:
             end = self.buffer.find(b"\n")
             if end >= 0:
                 line = bytes(self.buffer[:end])
                 del self.buffer[: end + 1]
                 if b"\n" in self.buffer:
-                    # Asterisk reads the socket, handles one line, then waits for the
-                    # socket to become readable: a second line already read waits.
-                    self.record.pipelined = True
-                    self.data.clear()
-                    await self.data.wait()
+                    self.record.pipelined = self.stalled = True
                 return line
             if self.eof:
                 return None
