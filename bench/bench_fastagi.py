@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 import wave
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -292,6 +293,31 @@ def start_ivr(prompts: Path) -> tuple[subprocess.Popen[bytes], int]:
     return process, port
 
 
+servers_to_stop: list[Callable[[], None]] = []
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    process.wait(30)
+
+
+def start_servers(prompts: Path, dialog: list[bytes]) -> list[tuple[str, str, int, int]]:
+    """The floors (uvloop, asyncio) and `ivr serve fastagi`, each a new process."""
+    servers = []
+    for kind in ("asyncio", "uvloop"):
+        port = free_port()
+        process = mp.Process(target=floor_server, args=(port, dialog, kind), daemon=True)
+        process.start()
+        wait_port(port, process)
+        servers_to_stop.append(process.terminate)
+        assert process.pid is not None
+        servers.append(("floor", kind, process.pid, port))
+    ivr, port = start_ivr(prompts)
+    servers_to_stop.append(lambda: stop(ivr))
+    servers.append(("ivr serve fastagi", "uvloop", ivr.pid, port))
+    return servers
+
+
 def classic(prompts: Path, concurrency: int, calls: int) -> dict[str, float]:
     """`ivr agi` per call: its stdin and stdout are Asterisk's pipes."""
     def one(n: int) -> tuple[float, bool]:
@@ -333,25 +359,20 @@ def main() -> None:
     rows: list[tuple[str, ...]] = []
     with tempfile.TemporaryDirectory() as tmp:
         prompts = prompts_folder(Path(tmp))
+        # One call to learn the dialog, which the floor then replays.
         ivr, ivr_port = start_ivr(prompts)
-        try:
-            # One call to learn the dialog, which the floor then replays.
-            probe = run_load(ivr_port, ivr.pid, 1, 0.0, 0.5, 0, 0.0)
-            dialog = list(probe["dialog"])  # type: ignore[call-overload]
-            expected = len(dialog)
-            floors = {}
-            for kind in ("uvloop", "asyncio"):
-                port = free_port()
-                process = mp.Process(target=floor_server, args=(port, dialog, kind), daemon=True)
-                process.start()
-                wait_port(port, process)
-                floors[kind] = (process, port)
-            servers = [("ivr serve fastagi", "uvloop", ivr.pid, ivr_port),
-                       *(("floor", kind, p.pid, port) for kind, (p, port) in floors.items())]
-            floor_cpu: dict[tuple[str, int, str], float] = {}
-            for mode, pace in (("saturated", 0.0), ("paced", 2.0)):
-                for concurrency in concurrencies:
-                    for name, kind, pid, port in reversed(servers):  # floors first: ratios need them
+        probe = run_load(ivr_port, ivr.pid, 1, 0.0, 0.5, 0, 0.0)
+        stop(ivr)
+        dialog = list(probe["dialog"])  # type: ignore[call-overload]
+        expected = len(dialog)
+        floor_cpu: dict[tuple[str, int, str], float] = {}
+        for mode, pace in (("saturated", 0.0), ("paced", 2.0)):
+            for concurrency in concurrencies:
+                # Fresh servers for every run, so memory per open call starts from the same
+                # place (a process keeps the memory its last peak took).
+                servers = start_servers(prompts, dialog)
+                try:
+                    for name, kind, pid, port in servers:  # floors first: ratios need them
                         ramp = 0.0 if not pace else min(4.0, concurrency / 250)
                         r = run_load(port, pid, concurrency, pace, saturated_s if not pace else paced_s,
                                      expected, ramp)
@@ -367,11 +388,10 @@ def main() -> None:
                                      f"{ratio:.2f}", f"{figures[1]:.2f}", f"{figures[2]:.2f}",
                                      f"{figures[3]:.1f}" if pace else "-", str(r["errors"])))
                         print(" | ".join(rows[-1]), flush=True)
-            for process, _ in floors.values():
-                process.terminate()
-        finally:
-            ivr.send_signal(signal.SIGTERM)
-            ivr.wait(30)
+                finally:
+                    for stopper in servers_to_stop:
+                        stopper()
+                    servers_to_stop.clear()
         for concurrency in (1, 4):
             c = classic(prompts, concurrency, 4 if args.quick else 12)
             rows.append(("ivr agi (classic)", "-", str(concurrency), "saturated", f"{c['calls_s']:.1f}",

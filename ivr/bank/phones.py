@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+
 import phonenumbers
 
 
+@functools.lru_cache(maxsize=65_536)  # callers call again, and a call normalises twice
 def normalise_phone(raw: str | None, region: str = "CN") -> str | None:
     """'13812345678', '8613812345678', '008613812345678' and '+8613812345678' all give
     '+8613812345678'. Anonymous, short or unparseable numbers give None."""

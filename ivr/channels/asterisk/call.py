@@ -26,6 +26,7 @@ sends anything it does not understand to the agents.
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import re
 import secrets
@@ -66,6 +67,8 @@ COMMAND_TIMEOUT = 10.0
 MEDIA_SLACK = 30.0
 _DIGIT_RUN = re.compile(r"\d{11,}[\dXx]")  # a card, account or resident ID number
 _SAFE_NAME = re.compile(r"[^A-Z0-9_]")
+_PROCESS = secrets.token_hex(4)
+_CALLS = itertools.count(1)
 
 
 class Link(Protocol):
@@ -137,8 +140,9 @@ class CallInfo:
         script = header.get("agi_network_script") or _script_of(header.get("agi_request", ""))
         unique = header.get("agi_uniqueid") or "0"
         # Two Asterisk boxes may hand out the same uniqueid: the call's id (which keys its
-        # money-moving steps) must still be unique.
-        call_id = f"agi-{unique}-{secrets.token_hex(4)}"
+        # money-moving steps) must still be unique, so it carries this process's random
+        # prefix and a count.
+        call_id = f"agi-{unique}-{_PROCESS}{next(_CALLS):x}"
         return cls(call_id, script.strip("/"), normalise_phone(header.get("agi_callerid")),
                    pick_language(header, languages), header.get("agi_channel", ""))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import io
 import logging
 import os
@@ -81,6 +82,9 @@ async def serve_fastagi(settings: Settings, loaded: list[Loaded], prompts: Path 
         twilio = None
         if twilio_port is not None:
             twilio = await _start_twilio(settings, loaded[0], prompts, host, twilio_port, announce)
+        # Everything loaded so far lives as long as the process: keep it out of the
+        # garbage collector's sweeps, which would otherwise walk it for every call.
+        gc.freeze()
         try:
             await serve_until_signalled(server, host, port, drain)
         finally:
