@@ -248,6 +248,72 @@ def floor_server(port: int, dialog: list[bytes], loop_kind: str) -> None:
     asyncio.run(main())
 
 
+def coroutine_floor(port: int, dialog: list[bytes], loop_kind: str) -> None:
+    """The floor with a coroutine per call awaiting a future per reply, as the server runs
+    its calls: what that shape costs by itself."""
+    import uvloop
+    uvloop.install()
+
+    class Link(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = transport
+            self.buffer = b""
+            self.header = True
+            self.future: asyncio.Future[bytes] | None = None
+
+        def data_received(self, data: bytes) -> None:
+            self.buffer += data
+            while b"\n" in self.buffer:
+                line, self.buffer = self.buffer.split(b"\n", 1)
+                if self.header:
+                    if line == b"":
+                        self.header = False
+                        asyncio.get_running_loop().create_task(self.run())
+                elif self.future is not None and not self.future.done():
+                    self.future.set_result(line)
+
+        async def run(self) -> None:
+            for command in dialog:
+                self.future = asyncio.get_running_loop().create_future()
+                self.transport.write(command)  # type: ignore[attr-defined]
+                await self.future
+            self.transport.close()
+
+    async def main() -> None:
+        server = await asyncio.get_running_loop().create_server(Link, "127.0.0.1", port, backlog=4096)
+        await server.serve_forever()
+
+    asyncio.run(main())
+
+
+def protocol_layer(port: int, dialog: list[bytes], loop_kind: str) -> None:
+    """The project's FastAGI server with the flow taken out: its protocol layer sends the
+    same commands, one call a coroutine."""
+    import uvloop
+    uvloop.install()
+    from ivr.channels.asterisk.call import PromptAudio
+    from ivr.channels.asterisk.fastagi import FastAgiLink, FastAgiServer
+
+    lines = [command.decode().rstrip("\n") for command in dialog]
+
+    class Layer(FastAgiServer):
+        def start_call(self, link: FastAgiLink, header: dict[str, str]) -> None:
+            self.calls[link] = asyncio.get_running_loop().create_task(self.replay(link))
+
+        async def replay(self, link: FastAgiLink) -> None:
+            for line in lines:
+                await link.command(line, 10)
+            self.calls.pop(link, None)
+            link.close()
+
+    async def main() -> None:
+        server = Layer({"x": None}, "x", PromptAudio(None))  # type: ignore[dict-item]
+        await server.start("127.0.0.1", port)
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
 # --- the servers ----------------------------------------------------------------------------
 
 
@@ -301,17 +367,23 @@ def stop(process: subprocess.Popen[bytes]) -> None:
     process.wait(30)
 
 
-def start_servers(prompts: Path, dialog: list[bytes]) -> list[tuple[str, str, int, int]]:
-    """The floors (uvloop, asyncio) and `ivr serve fastagi`, each a new process."""
+def start_servers(prompts: Path, dialog: list[bytes], shapes: bool) -> list[tuple[str, str, int, int]]:
+    """The floors (uvloop, asyncio) and `ivr serve fastagi`, each a new process; with
+    `shapes`, also the coroutine floor and the protocol layer alone (uvloop)."""
     servers = []
-    for kind in ("asyncio", "uvloop"):
+    targets: list[tuple[str, str, Callable[[int, list[bytes], str], None]]] = [
+        ("floor", "asyncio", floor_server), ("floor", "uvloop", floor_server)]
+    if shapes:
+        targets += [("coroutine floor", "uvloop", coroutine_floor),
+                    ("protocol layer only", "uvloop", protocol_layer)]
+    for name, kind, target in targets:
         port = free_port()
-        process = mp.Process(target=floor_server, args=(port, dialog, kind), daemon=True)
+        process = mp.Process(target=target, args=(port, dialog, kind), daemon=True)
         process.start()
         wait_port(port, process)
         servers_to_stop.append(process.terminate)
         assert process.pid is not None
-        servers.append(("floor", kind, process.pid, port))
+        servers.append((name, kind, process.pid, port))
     ivr, port = start_ivr(prompts)
     servers_to_stop.append(lambda: stop(ivr))
     servers.append(("ivr serve fastagi", "uvloop", ivr.pid, port))
@@ -370,7 +442,7 @@ def main() -> None:
             for concurrency in concurrencies:
                 # Fresh servers for every run, so memory per open call starts from the same
                 # place (a process keeps the memory its last peak took).
-                servers = start_servers(prompts, dialog)
+                servers = start_servers(prompts, dialog, shapes=not pace)
                 try:
                     for name, kind, pid, port in servers:  # floors first: ratios need them
                         ramp = 0.0 if not pace else min(4.0, concurrency / 250)

@@ -98,6 +98,9 @@ class _Call:
     def prompt_text(self, prompt: PromptRef) -> str:
         if self._catalog is None:
             return f"[{prompt.id}]"
+        entry = self._catalog.entry(prompt.id, self._state.language)
+        if entry is not None and "{" not in entry.text:
+            return entry.text  # nothing to fill in: no need for the call's variables
         return self._catalog.text(prompt.id, self._state.language, self.scope())
 
     def play(self, prompt: PromptRef) -> None:

@@ -277,8 +277,7 @@ class AgiCall:
         if found is None:
             return ""
         name, seconds = found
-        reply = await self.link.command(command("STREAM FILE", name, quote(keys)),
-                                        seconds + MEDIA_SLACK)
+        reply = await self.link.command(_stream_file(name, keys), seconds + MEDIA_SLACK)
         if reply.dead or reply.number < 0 or not reply.ok:
             if await self._gone(reply):
                 return None
@@ -362,6 +361,11 @@ class AgiCall:
             if len(keys) >= wait.max_digits:
                 return Digits(keys, "max")
             timeout = wait.inter_digit_timeout
+
+
+@functools.lru_cache(maxsize=8192)
+def _stream_file(name: str, keys: str) -> str:
+    return command("STREAM FILE", name, quote(keys))
 
 
 def _keys_ok(keys: str) -> bool:
