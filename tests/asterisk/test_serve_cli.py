@@ -75,6 +75,14 @@ async def test_twilio_is_served_beside_fastagi(engine: AsyncEngine, demo: dict[s
                 except httpx.TransportError:
                     await asyncio.sleep(0.05)
             assert health.status_code == 200
+            # The FastAGI port opens just after the webhooks' one.
+            for _ in range(200):
+                try:
+                    _, writer = await asyncio.open_connection("127.0.0.1", port)
+                    writer.close()
+                    break
+                except OSError:
+                    await asyncio.sleep(0.05)
             unsigned = await http.post(f"http://127.0.0.1:{web}/twilio/voice", data={"CallSid": "CA1"})
             assert unsigned.status_code == 403
         record = await AsteriskPeer("127.0.0.1", port, time_scale=0.01).call(
