@@ -18,6 +18,18 @@ from tests.asterisk.test_fastagi import CALLER
 from tests.twilio.conftest import free_port
 
 
+async def listening(port: int) -> None:
+    """Wait until the server process accepts connections on `port`."""
+    for _ in range(200):
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            return
+        except OSError:
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"nothing listens on port {port}")
+
+
 async def test_the_server_process_serves_calls_and_drains_on_sigterm(
         engine: AsyncEngine, demo: dict[str, DemoCustomer], prompt_folder: Path) -> None:
     port = free_port()
@@ -28,13 +40,7 @@ async def test_the_server_process_serves_calls_and_drains_on_sigterm(
         "--prompts", str(prompt_folder), "--drain", "10", cwd=ROOT, env=env,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
     try:
-        for _ in range(200):
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", port)
-                writer.close()
-                break
-            except OSError:
-                await asyncio.sleep(0.05)
+        await listening(port)
         peer = AsteriskPeer("127.0.0.1", port, time_scale=0.01)
         record = await peer.call("hotline", caller=CALLER, actions=[Press("1"), HangUp(on="main_menu")])
         assert record.closed_by_server and record.played[0].endswith("/zh-CN/welcome")
@@ -75,14 +81,7 @@ async def test_twilio_is_served_beside_fastagi(engine: AsyncEngine, demo: dict[s
                 except httpx.TransportError:
                     await asyncio.sleep(0.05)
             assert health.status_code == 200
-            # The FastAGI port opens just after the webhooks' one.
-            for _ in range(200):
-                try:
-                    _, writer = await asyncio.open_connection("127.0.0.1", port)
-                    writer.close()
-                    break
-                except OSError:
-                    await asyncio.sleep(0.05)
+            await listening(port)  # the FastAGI port opens just after the webhooks' one
             unsigned = await http.post(f"http://127.0.0.1:{web}/twilio/voice", data={"CallSid": "CA1"})
             assert unsigned.status_code == 403
         record = await AsteriskPeer("127.0.0.1", port, time_scale=0.01).call(
