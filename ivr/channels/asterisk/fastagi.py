@@ -51,6 +51,8 @@ log = logging.getLogger("ivr.fastagi")
 HEADER_TIMEOUT = 5.0
 #: how often command deadlines are checked (a command may overrun by this much)
 SWEEP = 0.25
+#: the least listen backlog (the kernel caps it at net.core.somaxconn)
+BACKLOG = 1024
 
 
 class FastAgiLink(asyncio.Protocol):
@@ -80,9 +82,11 @@ class FastAgiLink(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
         self.transport = cast(asyncio.Transport, transport)
+        # Kept: asking for the running loop costs a getpid() per command on 3.11.
+        self.loop = asyncio.get_running_loop()
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
-        self._header_timer = asyncio.get_running_loop().call_later(
+        self._header_timer = self.loop.call_later(
             self.server.header_timeout, self._header_late)
 
     def data_received(self, data: bytes) -> None:
@@ -165,7 +169,7 @@ class FastAgiLink(asyncio.Protocol):
             raise LinkClosed("the connection is closed")
         if self._pending is not None:
             raise RuntimeError("one AGI command at a time")
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         future: asyncio.Future[Reply] = loop.create_future()
         self._pending = future
         self.transport.write(line.encode() + b"\n")
@@ -218,7 +222,11 @@ class FastAgiServer:
 
     async def start(self, host: str, port: int) -> asyncio.Server:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(self._link, host, port, reuse_address=True)
+        # A backlog as deep as the calls allowed: under load the kernel would otherwise drop
+        # new connections (the default is 100), and a header resent a second later can
+        # miss its deadline.
+        self._server = await loop.create_server(self._link, host, port, reuse_address=True,
+                                                backlog=max(BACKLOG, self.max_calls))
         self.port = int(self._server.sockets[0].getsockname()[1])
         self._sweeper = loop.create_task(self._sweep())
         return self._server
