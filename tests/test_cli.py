@@ -58,7 +58,7 @@ def test_seed_prints_identities_and_calls_use_them(bank_env: dict[str, str]) -> 
     keys = f"1,1,1,{zhang['card']}#,{zhang['PIN']},1,0"
     done = ivr("call", BANK_HOTLINE, "--keys", keys, env=bank_env)
     assert done.returncode == 0, done.stderr
-    assert "IVR: 您的可用余额合计18518.50元。" in done.stdout
+    assert "IVR: 您的可用余额合计一万八千五百一十八元五角。" in done.stdout
     assert zhang["card"] not in done.stdout and zhang["PIN"] not in done.stdout
 
 
@@ -68,7 +68,7 @@ def test_interactive_call_hides_the_pin(bank_env: dict[str, str]) -> None:
     typed = f"1\n1\n1\n{zhang['card']}#\n{zhang['PIN']}\n1\n0\n"
     done = ivr("call", BANK_HOTLINE, env=bank_env, input=typed)
     assert done.returncode == 0, done.stderr
-    assert "IVR: 您的可用余额合计18518.50元。" in done.stdout
+    assert "IVR: 您的可用余额合计一万八千五百一十八元五角。" in done.stdout
     assert "keys (hidden)> " in done.stderr
     assert zhang["PIN"] not in done.stdout + done.stderr
     assert zhang["card"] not in done.stdout + done.stderr

@@ -98,13 +98,19 @@ class _Call:
     def prompt_text(self, prompt: PromptRef) -> str:
         if self._catalog is None:
             return f"[{prompt.id}]"
-        entry = self._catalog.entry(prompt.id, self._state.language)
-        if entry is not None and "{" not in entry.text:
-            return entry.text  # nothing to fill in: no need for the call's variables
-        return self._catalog.text(prompt.id, self._state.language, self.scope())
+        return self._catalog.render(prompt.id, self._state.language, self.scope()).text
 
     def play(self, prompt: PromptRef) -> None:
-        self._media.append(Segment(prompt.id, self._state.language, self.prompt_text(prompt)))
+        language = self._state.language
+        if self._catalog is None:
+            self._media.append(Segment(prompt.id, language, f"[{prompt.id}]"))
+            return
+        entry = self._catalog.entry(prompt.id, language)
+        # a prompt with nothing to fill in needs no copy of the call's variables
+        variables = self.scope() if entry is not None and entry.fields else {}
+        spoken = self._catalog.render(prompt.id, language, variables)
+        parts = spoken.parts if spoken.parts != (prompt.id,) else ()
+        self._media.append(Segment(prompt.id, language, spoken.text, parts, spoken.complete))
 
     def set_variable(self, name: str, value: Any) -> None:
         if name == "language":

@@ -14,11 +14,21 @@ from typing import Literal
 
 @dataclass(frozen=True)
 class Segment:
-    """One prompt to play: its catalog id, language and text for this call."""
+    """One prompt to play: its catalog id, language and text for this call, and the
+    audio that says it: `parts`, ids of rendered files in order (a template prompt is
+    its literal pieces around a composer's fragment words; empty means the prompt's
+    own file). `complete` is False when some of the text has no audio (a value said
+    as it is): a channel that can speak the text should prefer it then."""
 
     prompt: str
     language: str
     text: str
+    parts: tuple[str, ...] = ()
+    complete: bool = True
+
+    @property
+    def audio(self) -> tuple[str, ...]:
+        return self.parts or (self.prompt,)
 
 
 @dataclass(frozen=True)

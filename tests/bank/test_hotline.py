@@ -95,16 +95,17 @@ async def test_card_pin_balance_and_transfer(hotline: Interpreter, engine: Async
         "CALLER: ******",
         "IVR: 查询余额请按1，向已登记的收款人转账请按2，返回主菜单请按星号键，人工服务请按0。",
         "CALLER: 1",
-        "IVR: 您的可用余额合计18518.50元。",
+        "IVR: 您的可用余额合计一万八千五百一十八元五角。",
         "IVR: 查询余额请按1，向已登记的收款人转账请按2，返回主菜单请按星号键，人工服务请按0。",
         "CALLER: 2",
         "IVR: 请输入收款人的登记序号。",
         "CALLER: 1",
         "IVR: 请输入转账金额，小数点请按星号键，以井号键结束。",
         "CALLER: 100*5",
-        "IVR: 您将向李娜，账号尾号0002，转账100.50元。确认请按1，取消请按2。",
+        "IVR: 您将向李娜，账号尾号零零零二，转账一百元五角。确认请按1，取消请按2。",
         "CALLER: 1",
-        "IVR: 转账成功，金额100.50元，交易参考号000000000001，转账后余额12245.17元。",
+        "IVR: 转账成功，金额一百元五角，交易参考号零零零零零零零零零零零幺，"
+        "转账后余额一万二千二百四十五元一角七分。",
         "IVR: 继续办理其他业务请按1，结束通话请按2。",
         "CALLER: 2",
         "IVR: 感谢您的来电，再见。",
@@ -142,7 +143,7 @@ async def test_wrong_pins_lock_phone_banking(hotline: Interpreter, engine: Async
     keys = ["1", "1", "3", f"{zhang.account}#", "918273", "827364", "736455"]
     result = await call_both_ways(hotline, engine, settings, keys)
     assert result.lines[-6:] == [
-        "IVR: 密码错误，您还可以再试1次。",
+        "IVR: 密码错误，您还可以再试一次。",
         "IVR: 请输入六位电话银行密码。",
         "CALLER: ******",
         "IVR: 密码错误次数过多，电话银行已锁定，请到网点或通过人工服务解锁。",
@@ -150,7 +151,7 @@ async def test_wrong_pins_lock_phone_banking(hotline: Interpreter, engine: Async
         "END: transferred to queue 'agents' (transfer) with customer=C0001, "
         "verified_by=account, segment=standard, language=zh-CN",
     ]
-    assert "IVR: 密码错误，您还可以再试2次。" in result.lines
+    assert "IVR: 密码错误，您还可以再试两次。" in result.lines
     async with engine.connect() as conn:
         events = (await conn.execute(select(AuditEntry.event).order_by(AuditEntry.id))).scalars().all()
         dumped = json.dumps([list(map(str, r)) for r in (await conn.execute(
@@ -183,7 +184,8 @@ async def test_unregistered_payee_is_asked_again(hotline: Interpreter, engine: A
         "IVR: 请输入收款人的登记序号。",
         "CALLER: 2",
     ]
-    assert "IVR: 您将向王芳 (other bank)，账号尾号0001，转账50.00元。确认请按1，取消请按2。" in result.lines
+    assert ("IVR: 您将向王芳 (other bank)，账号尾号零零零幺，转账五十元整。确认请按1，取消请按2。"
+            in result.lines)
     assert "IVR: 转账已取消。" in result.lines
 
 
@@ -193,9 +195,9 @@ async def test_card_loss_needs_no_pin_and_blocks_the_card(
     zhang = demo["C0001"]
     keys = ["1", "2", f"{zhang.card}#", "1", "1", "2", f"{zhang.card}#"]
     result = await call_both_ways(hotline, engine, settings, keys)
-    tail = zhang.card[-4:]
+    tail = "".join("零幺二三四五六七八九"[int(d)] for d in zhang.card[-4:])  # 1 is said 幺
     assert f"IVR: 您要挂失尾号{tail}的卡，确认请按1，返回请按2。" in result.lines
-    done = "IVR: 口头挂失已受理，有效期至2026-12-03，请在此之前携带身份证件到网点办理正式挂失。"
+    done = "IVR: 口头挂失已受理，有效期至二零二六年十二月三日，请在此之前携带身份证件到网点办理正式挂失。"
     assert done in result.lines
     # Reporting it again finds the card already blocked.
     assert result.lines[-5:-3] == ["CALLER: ****************",
@@ -221,7 +223,8 @@ async def test_fx_rate_needs_no_identification(hotline: Interpreter, engine: Asy
                                                settings: Settings,
                                                demo: dict[str, DemoCustomer]) -> None:
     result = await call_both_ways(hotline, engine, settings, ["2", "3", "1", "2"])
-    assert "IVR: For 100 USD, we buy at 715.02 yuan and sell at 721.05 yuan." in result.lines
+    assert ("IVR: For one hundred US dollars, we buy at seven hundred and fifteen point zero two yuan "
+            "and sell at seven hundred and twenty-one point zero five yuan.") in result.lines
 
 
 async def test_typed_ahead_pin_and_menu_keys_give_the_same_call(

@@ -83,8 +83,8 @@ def test_a_console_call_through_the_switch_process_is_the_same_call(
     embedded = ivr("call", HOTLINE, "--keys", keys, env=other_env)
     assert embedded.returncode == 0, embedded.stderr
     assert remote.stdout == embedded.stdout
-    assert "IVR: 您的可用余额合计18518.50元。" in remote.stdout
-    assert any("100.50" in line for line in remote.stdout.splitlines())
+    assert "IVR: 您的可用余额合计一万八千五百一十八元五角。" in remote.stdout
+    assert any("转账成功，金额一百元五角" in line for line in remote.stdout.splitlines())
     # SIGTERM stops it cleanly.
     assert switch_process.stop() == 0
 

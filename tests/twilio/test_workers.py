@@ -82,7 +82,7 @@ async def test_two_workers_serve_alternate_webhooks_of_one_call(
         again = await phone.post(f"/twilio/gather?step={step}", phone.params(Digits="2"))
         assert again.text == last
     assert len(set(served_by)) == 2
-    assert "IVR: 您的可用余额合计18518.50元。" in phone.lines
+    assert "IVR: 您的可用余额合计一万八千五百一十八元五角。" in phone.lines
     assert any("转账成功" in line for line in phone.lines)
     assert phone.lines[-1] == "END: hung up"
     async with engine.connect() as conn:
