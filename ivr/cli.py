@@ -4,22 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import importlib
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import click
 
-from ivr.bank.runtime import BankNotReady, open_services
-from ivr.channels.console import Answers, ConsoleResult, play_call_async
-from ivr.config import get_settings
-from ivr.engine.interpreter import Interpreter
-from ivr.engine.turn import Gather
-from ivr.engine.verbs import uses_services
 from ivr.flow.diagnostics import Diagnostic, Diagnostics, FlowError
-from ivr.flow.loader import load_flow_set, load_flows, read_flow_file
-from ivr.flow.model import FlowSet
 from ivr.speech.catalog import Catalog, find_catalog_folder
+
+if TYPE_CHECKING:
+    from ivr.channels.console import ConsoleResult
+    from ivr.engine.turn import Gather
+    from ivr.flow.model import FlowSet
+
+# Commands import what they need when they run: `ivr prompts build` or `ivr agi` (a
+# process per call) should not pay for the bank, SQLAlchemy and the web stack.
 
 FLOW_SUFFIXES = (".yaml", ".yml")
 
@@ -45,6 +46,8 @@ def _flow_files(paths: tuple[Path, ...]) -> list[Path]:
 
 def check_paths(paths: tuple[Path, ...], prompts: Path | None) -> list[Diagnostic]:
     """Check every flow file found; each problem once, in file order."""
+    from ivr.flow.loader import load_flow_set
+
     found: dict[Diagnostic, None] = {}
     files = _flow_files(paths)
     for file in files:
@@ -61,7 +64,7 @@ def check_paths(paths: tuple[Path, ...], prompts: Path | None) -> list[Diagnosti
 def _returns_outside_subflows(files: list[Path]) -> list[Diagnostic]:
     """Warn about `return` in flows that none of the checked flows calls."""
     from ivr.engine.verbs import REGISTRY
-    from ivr.flow.loader import resolve_subflow
+    from ivr.flow.loader import read_flow_file, resolve_subflow
 
     loaded = {}
     called: set[Path] = set()
@@ -85,7 +88,24 @@ def _returns_outside_subflows(files: list[Path]) -> list[Diagnostic]:
     return diags.items
 
 
-@click.group()
+class _Commands(click.Group):
+    """Command groups that live in other modules, imported only when asked for."""
+
+    LAZY: ClassVar[dict[str, str]] = {
+            "db": "ivr.bank.cli:db", "bank": "ivr.bank.cli:bank", "switch": "ivr.switch.cli:switch",
+            "ami": "ivr.channels.asterisk.ami_cli:ami", "prompts": "ivr.speech.cli:prompts"}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.LAZY})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.LAZY and cmd_name not in self.commands:
+            module, _, name = self.LAZY[cmd_name].partition(":")
+            self.add_command(getattr(importlib.import_module(module), name), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_Commands)
 @click.version_option(package_name="ivr")
 def main() -> None:
     """A voice-banking IVR engine: YAML dial plans, checked and run."""
@@ -116,6 +136,8 @@ def check(paths: tuple[Path, ...], prompts: Path | None) -> None:
 
 
 def _load_or_exit(flow: Path, prompts: Path | None) -> tuple[FlowSet, Catalog | None]:
+    from ivr.flow.loader import load_flows
+
     diags = Diagnostics()
     catalog = _catalog_for(flow, prompts, diags)
     try:
@@ -150,6 +172,12 @@ def _ask_at_the_terminal(gather: Gather) -> str | None:
 def call(flow: Path, caller: str | None, lang: str | None, keys: str | None,
          save_restore: bool, prompts: Path | None) -> None:
     """Play a call of FLOW in the terminal (against the bank at DATABASE_URL)."""
+    from ivr.bank.runtime import BankNotReady, open_services
+    from ivr.channels.console import Answers, play_call_async
+    from ivr.config import get_settings
+    from ivr.engine.interpreter import Interpreter
+    from ivr.engine.verbs import uses_services
+
     flows, catalog = _load_or_exit(flow, prompts)
     if keys is not None:
         bad = sorted({c for c in keys if c not in "0123456789*#,"})
@@ -190,6 +218,7 @@ def call(flow: Path, caller: str | None, lang: str | None, keys: str | None,
 def graph(flow: Path, fmt: str, output: Path | None) -> None:
     """Draw FLOW: nodes by verb, edges by outcome, unreachable nodes in red."""
     from ivr.flow.graph import GraphvizMissing, to_dot, to_mermaid, to_svg
+    from ivr.flow.loader import read_flow_file
 
     diags = Diagnostics()
     loaded = read_flow_file(flow, diags)
@@ -228,6 +257,8 @@ def serve_twilio(host: str, port: int, flow: Path, workers: int, prompts: Path |
     import os
 
     import uvicorn
+
+    from ivr.config import get_settings
 
     _load_or_exit(flow, prompts)  # a flow with errors stops here, with its diagnostics
     settings = get_settings()
@@ -279,7 +310,9 @@ def serve_fastagi(host: str, port: int, flows: tuple[Path, ...], max_calls: int,
     """Serve the flows to Asterisk over FastAGI (asterisk-conf/ has the dialplan)."""
     import logging
 
+    from ivr.bank.runtime import BankNotReady
     from ivr.channels.asterisk.serve import run, serve_fastagi
+    from ivr.config import get_settings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     loaded = _loaded(flows, prompts)
@@ -305,7 +338,9 @@ def classic_agi(flow: Path, prompts: Path | None) -> None:
     use AGI(script) instead of a FastAGI server. Logs go to stderr, never the keys."""
     import logging
 
+    from ivr.bank.runtime import BankNotReady
     from ivr.channels.asterisk.serve import run_classic_agi
+    from ivr.config import get_settings
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="ivr agi: %(levelname)s %(name)s: %(message)s")
@@ -316,19 +351,6 @@ def classic_agi(flow: Path, prompts: Path | None) -> None:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
 
-
-from ivr.bank import cli as _bank_cli  # noqa: E402  (adds `ivr db` and `ivr bank`)
-
-main.add_command(_bank_cli.db)
-main.add_command(_bank_cli.bank)
-
-from ivr.switch import cli as _switch_cli  # noqa: E402  (adds `ivr switch`)
-
-main.add_command(_switch_cli.switch)
-
-from ivr.channels.asterisk.ami_cli import ami as _ami  # noqa: E402  (adds `ivr ami`)
-
-main.add_command(_ami)
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,232 @@
+"""Text to speech at build time: pyttsx3 driving espeak-ng, one engine per process.
+
+What is done about pyttsx3 2.99's faults, so a build gives the same files every time:
+- `runAndWait()` can return before the file is written (the first call in a process
+  most of all), and a render can end with no file: every engine is warmed up with a
+  throw-away render, each file is awaited until its WAV header matches its length,
+  and a render that still has no audio is done again (three tries, then an error).
+- espeak-ng's output depends on what the same process said before: each prompt is
+  spoken in a process of its own (see `synthesise`).
+- it prints "Audio saved to ..." for every file: its output is sent to /dev/null.
+- it takes any voice name without complaint until synthesis: voices are checked
+  against the engine's list first.
+
+What is done about espeak-ng: digits are turned into words first (it reads "95558"
+as a number), and a text mixing Chinese and Latin script is cut into runs, each
+spoken by a voice of its script ("普通话服务请按1，For English, press 2.").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes.util
+import os
+import re
+import tempfile
+import time
+import wave
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ivr.speech.audio import Samples
+
+#: espeak-ng voice and speed per language family
+DEFAULT_VOICES: dict[str, dict[str, Any]] = {
+    "zh": {"name": "cmn-latn-pinyin", "rate": 165},
+    "en": {"name": "en-us", "rate": 165},
+}
+FALLBACK_VOICE: dict[str, Any] = {"name": "en-us", "rate": 165}
+#: silence between runs of different script in one prompt
+RUN_GAP_SECONDS = 0.12
+TRIES = 3
+#: the longest a child may take to speak one prompt
+CHILD_SECONDS = 30.0
+
+HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+CJK_PUNCTUATION = "\u3000-\u303f\uff00-\uffef"
+_HAN_RUN = re.compile(f"[{HAN}{CJK_PUNCTUATION}]+(?:\\s+[{HAN}{CJK_PUNCTUATION}]+)*")
+_DIGITS = re.compile(r"[0-9]+")
+_HAN_CHAR = re.compile(f"[{HAN}{CJK_PUNCTUATION}]")
+_ZH_DIGITS = "零一二三四五六七八九"
+_SPEAKABLE = re.compile(r"[^\W_]")
+
+INSTALL_HINT = ("install it with 'apt-get install espeak-ng' (Debian, Ubuntu), "
+                "'dnf install espeak-ng' (Fedora) or 'brew install espeak-ng' (macOS)")
+
+
+class TtsError(RuntimeError):
+    """Speech could not be rendered; the message says what to do."""
+
+
+def check_espeak() -> None:
+    """Raise TtsError, saying how to install it, if espeak-ng's library is missing."""
+    if ctypes.util.find_library("espeak-ng") is None and ctypes.util.find_library("espeak") is None:
+        raise TtsError(f"espeak-ng is not installed, and prompts are rendered with it: {INSTALL_HINT}; "
+                       "or place recorded audio under prompts/recorded/")
+
+
+def voice_for(language: str, settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The voice a prompt in `language` is spoken with: the language's default, then
+    the catalog's settings (`_style.voice`, then the prompt's `voice`)."""
+    voice = dict(DEFAULT_VOICES.get(language.split("-")[0], FALLBACK_VOICE))
+    voice.update(settings or {})
+    return voice
+
+
+@dataclass(frozen=True)
+class Run:
+    text: str
+    voice: Mapping[str, Any]
+
+
+def speech_runs(text: str, language: str, voice: Mapping[str, Any]) -> list[Run]:
+    """What to synthesise for `text`: runs of one script each, digits as words."""
+    chinese = language.startswith("zh")
+    text = _DIGITS.sub(lambda m: _digits_as_words(text, m, chinese), text)
+    zh_voice = voice if chinese else {**DEFAULT_VOICES["zh"], **_speed(voice)}
+    other_voice = voice if not chinese else {**DEFAULT_VOICES["en"], **_speed(voice)}
+    runs: list[Run] = []
+    at = 0
+    for match in _HAN_RUN.finditer(text):
+        if match.start() > at:
+            runs.append(Run(text[at:match.start()], other_voice))
+        runs.append(Run(match.group(), zh_voice))
+        at = match.end()
+    if at < len(text):
+        runs.append(Run(text[at:], other_voice))
+    return [Run(r.text.lstrip(" ,.;:!?").rstrip(), r.voice) for r in runs if _SPEAKABLE.search(r.text)]
+
+
+def _digits_as_words(text: str, match: re.Match[str], chinese: bool) -> str:
+    """Digits said in the script around them: Chinese digits after Chinese text ("按1",
+    and at the start of a Chinese prompt), else left to the English voice, three or
+    more one by one ("95558" is a hotline number, not a quantity)."""
+    before = text[:match.start()].rstrip()
+    digits = match.group()
+    if _HAN_CHAR.fullmatch(before[-1:]) or (chinese and not before):
+        return "".join(_ZH_DIGITS[int(d)] for d in digits)
+    if chinese and not (before[-1:].isascii() and (before[-1:].isalpha() or before[-1:] in ",.;:!?'\"")):
+        return "".join(_ZH_DIGITS[int(d)] for d in digits)
+    return " ".join(digits) if len(digits) >= 3 else digits
+
+
+def _speed(voice: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in voice.items() if k != "name"}
+
+
+def synthesise(text: str, language: str, voice: Mapping[str, Any]) -> tuple[Samples, int]:
+    """`text` spoken: mono samples in -1..1 and their rate (espeak-ng's, 22 050 Hz).
+
+    espeak-ng keeps state from one utterance to the next (its pitch flutter goes on
+    where the last one stopped), so the same text gives slightly different audio
+    depending on what the process said before. Each prompt is therefore spoken by a
+    child forked for it, whose engine has said only the same warm-up word before:
+    the same text and voice always give the same samples, whatever else a build
+    renders and in whatever order."""
+    runs = speech_runs(text, language, voice)
+    if not runs:
+        raise TtsError(f"nothing to say in {text!r}")
+    check_espeak()
+    problem = ""
+    for _ in range(TRIES):
+        with tempfile.TemporaryDirectory(prefix="ivr-tts-") as folder:
+            problem = _speak_in_child(runs, Path(folder))
+            if problem.startswith("voice:"):
+                raise TtsError(problem.removeprefix("voice:"))
+            if problem:
+                continue
+            found = [_await_wav(Path(folder) / f"{index}.wav") for index in range(len(runs))]
+            if any(f is None or not len(f[0]) for f in found):
+                problem = "espeak-ng wrote no audio"
+                continue
+        pieces: list[Samples] = []
+        rate = 0
+        for samples, rate in (f for f in found if f is not None):
+            if pieces:
+                pieces.append(np.zeros(int(RUN_GAP_SECONDS * rate), np.float32))
+            pieces.append(samples)
+        return np.concatenate(pieces), rate
+    raise TtsError(f"espeak-ng gave no audio for {text[:40]!r} in {TRIES} tries ({problem})")
+
+
+def _speak_in_child(runs: list[Run], folder: Path) -> str:
+    """Fork, speak `runs` into `folder`/0.wav, 1.wav ...; '' or what went wrong."""
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        code = 0
+        try:
+            _speak(runs, folder)
+        except TtsError as exc:
+            (folder / "error").write_text(f"voice:{exc}", encoding="utf-8")
+            code = 3
+        except BaseException as exc:  # reported through the file, then exit
+            (folder / "error").write_text(f"{type(exc).__name__}: {exc}", encoding="utf-8")
+            code = 2
+        os._exit(code)
+    deadline = time.monotonic() + CHILD_SECONDS
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            return f"espeak-ng took over {CHILD_SECONDS:.0f} s"
+        time.sleep(0.002)
+    error = folder / "error"
+    if error.exists():
+        return error.read_text(encoding="utf-8")
+    return "" if os.waitstatus_to_exitcode(status) == 0 else f"exit status {status}"
+
+
+def _speak(runs: list[Run], folder: Path) -> None:
+    with _quiet():
+        import pyttsx3
+
+        engine = pyttsx3.init("espeak")
+        voices = {}
+        for v in engine.getProperty("voices"):
+            voices[v.id.lower()] = voices[v.id.rsplit("/", 1)[-1].lower()] = v.id
+        # the first render of a process is the one most likely to come back early
+        engine.save_to_file("ready", str(folder / "warm-up.wav"))
+        engine.runAndWait()
+        for index, run in enumerate(runs):
+            name = str(run.voice.get("name", "en-us"))
+            found = voices.get(name.lower())
+            if found is None:
+                raise TtsError(f"'{name}' is not an espeak-ng voice here; 'espeak-ng --voices' "
+                               "lists them")
+            engine.setProperty("voice", found)
+            engine.setProperty("rate", int(run.voice.get("rate", 165)))
+            engine.setProperty("volume", float(run.voice.get("volume", 1.0)))
+            engine.setProperty("pitch", int(run.voice.get("pitch", 50)))
+            engine.save_to_file(run.text, str(folder / f"{index}.wav"))
+            engine.runAndWait()
+
+
+def _await_wav(path: Path, wait: float = 2.0) -> tuple[Samples, int] | None:
+    """The WAV at `path` once it is whole (its header's length matches the file)."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            with wave.open(str(path), "rb") as w:
+                frames, width, rate = w.getnframes(), w.getsampwidth(), w.getframerate()
+                raw = w.readframes(frames)
+            if width == 2 and len(raw) == frames * 2:
+                return (np.frombuffer(raw, "<i2") / 32768).astype(np.float32), rate
+        except (OSError, EOFError, wave.Error):
+            pass
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.01)
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """pyttsx3 prints a line per file: to /dev/null with it."""
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+        yield
