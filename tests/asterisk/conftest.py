@@ -42,14 +42,14 @@ def write_tone(path: Path, seconds: float, hz: float = 440.0, rate: int = 8000) 
 
 
 def render_catalog(catalog: Catalog, prompts: Path) -> None:
-    """Audio for every prompt, as long as a voice would take to say it (about 0.25 s a
-    Chinese character, 0.06 s an English one; at most 8 s)."""
+    """Audio for every file the catalog needs (prompts, template pieces, composers'
+    words), as long as a voice would take to say it (about 0.25 s a Chinese character,
+    0.06 s an English one; at least 0.2 s, at most 8 s)."""
     for language in catalog.languages:
-        for prompt in catalog.ids(language):
-            text = catalog.text(prompt, language, {})
+        for audio_id, text, _ in catalog.audio_items(language):
             per_char = 0.25 if language.startswith("zh") else 0.06
-            write_tone(prompts / "build" / language / f"{prompt}.wav",
-                       min(8.0, max(0.4, per_char * len(text))))
+            write_tone(prompts / "build" / language / f"{audio_id}.wav",
+                       min(8.0, max(0.2, per_char * len(text))))
 
 
 @pytest.fixture(scope="session")

@@ -99,7 +99,8 @@ _counter = itertools.count(1)
 class Press:
     """The caller keys `keys` with SendDTMF (`w`/`W` pause 0.5/1 s).
 
-    `on`: once playback of a file with this basename starts (after the previous action
+    `on`: once playback of a file whose path ends with this (a basename, or more of the
+    path: "balance_is/1") starts (after the previous action
     has finished); None: once a command waits in silence for the first key, all its
     prompts played (a caller who waits); "": at once, as soon as the previous action has
     finished. Then `after` more Asterisk seconds."""
@@ -897,9 +898,9 @@ class _Call:
         return self.hung or (self.silent and not self.timeline)
 
     def _started(self, name: str, mark: int) -> int | None:
-        """The first playback of `name` (a basename) from `mark` on."""
+        """The first playback of `name` (the end of a path) from `mark` on."""
         for index in range(mark, len(self.record.played)):
-            if self.record.played[index].rsplit("/", 1)[-1] == name:
+            if f"/{self.record.played[index]}".endswith(f"/{name}"):
                 return index
         return None
 

@@ -24,6 +24,7 @@ from ivr.engine.interpreter import Interpreter
 from ivr.engine.services import Services
 from ivr.flow.loader import load_flows
 from ivr.speech.catalog import Catalog
+from ivr.speech.say import compose
 from ivr.switch.ledger import LedgerSwitch
 from tests.bank.test_hotline import NOON, ROOT, bank_snapshot
 from tests.twilio.conftest import TOKEN, Phone, Served, end_line, serve, sign
@@ -299,3 +300,29 @@ async def test_rendered_prompts_are_played_and_served_with_caching_headers(
         missing = await http.get(running.base + "/twilio/audio/zh-CN/nothing.wav")
         sneaky = await http.get(running.base + "/twilio/audio/..%2F..%2Fen-US/welcome.wav")
         assert missing.status_code == 404 and sneaky.status_code == 404
+
+
+async def test_a_balance_is_played_from_the_composers_words(
+    twilio_settings: Settings, http: httpx.AsyncClient, demo: dict[str, DemoCustomer],
+    tmp_path: Path,
+) -> None:
+    from tests.asterisk.conftest import render_catalog
+
+    prompts = tmp_path / "prompts"
+    shutil.copytree(ROOT / "prompts", prompts)
+    render_catalog(Catalog.load(prompts), prompts)
+    zhang = demo["C0001"]
+    async with serve(twilio_settings, prompts) as running:
+        phone = Phone(http, running.base, "CA" + "e" * 32)
+        await phone.start()
+        for entry in ["1", "1", "1", f"{zhang.card}#", zhang.pin]:
+            await phone.press(entry)
+        balance = await phone.press("1")
+        words = compose("amount", "18518.50", "zh-CN").parts
+        expected = "".join(f"<Play>/twilio/audio/zh-CN/{part}.wav</Play>"
+                           for part in ("balance_is/1", *(f"_say/{w}" for w in words)))
+        assert expected in balance.text
+        word = await http.get(running.base + "/twilio/audio/zh-CN/_say/wan.wav")
+        assert word.status_code == 200 and word.content[:4] == b"RIFF"
+        for sneaky in ("_say/..%2F..%2Fwelcome", "_say/.hidden", "a/b/c"):
+            assert (await http.get(f"{running.base}/twilio/audio/zh-CN/{sneaky}.wav")).status_code == 404

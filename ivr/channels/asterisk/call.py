@@ -106,23 +106,29 @@ class PromptAudio:
             return None
         return name, seconds
 
-    def file(self, segment: Segment) -> tuple[str, float] | None:
-        """The file and its length in seconds, or None (the prompt is skipped, and said once
-        in the log) when no audio was rendered for it."""
-        found = self._lookup(segment.language, segment.prompt)
-        if found is None and (segment.language, segment.prompt) not in self._missing:
-            self._missing.add((segment.language, segment.prompt))
-            log.warning("no audio for prompt '%s' (%s) under %s: it is skipped; render the "
-                        "prompts (see prompts/README) or record it", segment.prompt,
-                        segment.language, self.build)
+    def files(self, segment: Segment) -> list[tuple[str, float]]:
+        """The files that say a segment (one for a plain prompt; a template prompt's
+        pieces and a composer's words otherwise), each with its length in seconds.
+        A file that was not rendered is left out, and said once in the log."""
+        found: list[tuple[str, float]] = []
+        for part in segment.audio:
+            file = self._lookup(segment.language, part)
+            if file is not None:
+                found.append(file)
+            elif (segment.language, part) not in self._missing:
+                self._missing.add((segment.language, part))
+                log.warning("no audio for '%s' (%s) under %s: it is skipped; run 'ivr prompts "
+                            "build' or record it", part, segment.language, self.build)
         return found
 
     def missing(self, catalog: Catalog | None) -> list[tuple[str, str]]:
-        """The catalog's prompts that have no audio."""
+        """The files the catalog needs (prompts, template pieces, composers' words) that
+        have no audio."""
         if catalog is None:
             return []
-        return [(language, prompt) for language in catalog.languages
-                for prompt in catalog.ids(language) if self._lookup(language, prompt) is None]
+        return [(language, audio_id) for language in catalog.languages
+                for audio_id, _, _ in catalog.audio_items(language)
+                if self._lookup(language, audio_id) is None]
 
 
 @dataclass(frozen=True)
@@ -271,19 +277,20 @@ class AgiCall:
     # --- media ----------------------------------------------------------------------------
 
     async def play(self, segment: Segment, keys: str = "") -> str | None:
-        """STREAM FILE one prompt. Returns the key that stopped it ('' when it played to
-        the end or has no audio), or None when the caller has hung up."""
-        found = self.audio.file(segment)
-        if found is None:
-            return ""
-        name, seconds = found
-        reply = await self.link.command(_stream_file(name, keys), seconds + MEDIA_SLACK)
-        if reply.dead or reply.number < 0 or not reply.ok:
-            if await self._gone(reply):
-                return None
-            log.error("call %s: Asterisk could not play %s (%s)", self.info.call_id, name, reply.text)
-            return ""
-        return chr(reply.number) if reply.number > 0 else ""
+        """STREAM FILE one prompt (its files in turn). Returns the key that stopped it
+        ('' when it played to the end or has no audio), or None when the caller has
+        hung up."""
+        for name, seconds in self.audio.files(segment):
+            reply = await self.link.command(_stream_file(name, keys), seconds + MEDIA_SLACK)
+            if reply.dead or reply.number < 0 or not reply.ok:
+                if await self._gone(reply):
+                    return None
+                log.error("call %s: Asterisk could not play %s (%s)", self.info.call_id, name,
+                          reply.text)
+                continue
+            if reply.number > 0:
+                return chr(reply.number)
+        return ""
 
     async def _gone(self, reply: Reply) -> bool:
         """After a failed media command: has the caller hung up, or did the file fail?"""
@@ -303,10 +310,9 @@ class AgiCall:
         files: list[str] = []
         seconds = 0.0
         for segment in media:
-            found = self.audio.file(segment)
-            if found is not None:
-                files.append(found[0])
-                seconds += found[1]
+            for name, length in self.audio.files(segment):
+                files.append(name)
+                seconds += length
         args = f"{KEYS_VARIABLE},{'&'.join(files)},{wait.max_digits},,1,{wait.first_digit_timeout:g}"
         limit = seconds + wait.first_digit_timeout * (wait.max_digits + 1) + MEDIA_SLACK
         reply = await self.link.command(command("EXEC", "Read", quote(args)), limit)

@@ -4,7 +4,8 @@
     POST /twilio/gather    the caller's keys for one step (?step=N, set by the app)
     POST /twilio/status    call status callback (the caller hung up, ...)
     POST /twilio/fallback  the number's fallback URL: an apology and the agents' queue
-    GET  /twilio/audio/LANG/ID.wav   rendered prompt audio, with caching headers
+    GET  /twilio/audio/LANG/ID.wav   rendered prompt audio (ID may be _say/WORD or PROMPT/N),
+                                     with caching headers
     GET  /healthz
 
 Every POST must carry a valid `X-Twilio-Signature` (403 otherwise, and nothing
@@ -119,18 +120,21 @@ class TwilioChannel:
         language = self._language(state)
         return twiml.goodbye(language, self._text("goodbye", language, "Goodbye."))
 
-    def audio_for(self, segment: Segment) -> str | None:
-        """The URL of a prompt's rendered audio, when there is some and the prompt's text
-        is fixed (a prompt with values filled in is spoken instead)."""
-        if self.prompts is None or self.catalog is None:
-            return None
-        entry = self.catalog.entry(segment.prompt, segment.language)
-        if entry is None or entry.text != segment.text:
-            return None
-        if not (self.prompts / "build" / segment.language / f"{segment.prompt}.wav").is_file():
+    def audio_for(self, segment: Segment) -> tuple[str, ...] | None:
+        """The URLs of the files that say a segment (one for a plain prompt; a template
+        prompt's pieces and composed words otherwise), or None to speak its text: when
+        some file was not rendered, or some of the text has no audio (a value said as
+        it is)."""
+        if self.prompts is None or not segment.complete:
             return None
         base = self.settings.twilio_public_url.rstrip("/")
-        return f"{base}/twilio/audio/{segment.language}/{segment.prompt}.wav"
+        folder = self.prompts / "build" / segment.language
+        urls = []
+        for part in segment.audio:
+            if not (folder / f"{part}.wav").is_file():
+                return None
+            urls.append(f"{base}/twilio/audio/{segment.language}/{part}.wav")
+        return tuple(urls)
 
     def render(self, turn: Turn, step: int) -> str:
         return twiml.render(turn, f"/twilio/gather?step={step}",
@@ -304,8 +308,9 @@ def routes(opened: dict[str, TwilioChannel]) -> list[Route]:
     async def audio(request: Request) -> Response:
         channel = opened["channel"]
         language, name = request.path_params["language"], request.path_params["name"]
+        # a prompt id, or a template's piece or a composer's word under it ("_say/n5")
         if channel.prompts is None or not re.fullmatch(r"[A-Za-z-]+", language) \
-                or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+                or not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*(/[A-Za-z0-9_-][A-Za-z0-9_.-]*)?", name):
             return PlainTextResponse("not found", status_code=404)
         path = channel.prompts / "build" / language / f"{name}.wav"
         if not path.is_file():
@@ -318,7 +323,7 @@ def routes(opened: dict[str, TwilioChannel]) -> list[Route]:
 
     posts = ["/twilio/voice", "/twilio/gather", "/twilio/status", "/twilio/fallback"]
     return [*(Route(path, handle, methods=["POST"]) for path in posts),
-            Route("/twilio/audio/{language}/{name}.wav", audio, methods=["GET"]),
+            Route("/twilio/audio/{language}/{name:path}.wav", audio, methods=["GET"]),
             Route("/healthz", health, methods=["GET"])]
 
 

@@ -18,14 +18,15 @@ VOICES: dict[str, tuple[str, str]] = {
     "en-US": ("en-US", "Polly.Joanna"),
 }
 
-#: a prompt's audio URL, or None to speak its text
-AudioFor = Callable[[t.Segment], str | None]
+#: the URLs of a prompt's audio files, or None to speak its text
+AudioFor = Callable[[t.Segment], tuple[str, ...] | None]
 
 
 def _speak(target: VoiceResponse | Gather, segment: t.Segment, audio_for: AudioFor | None) -> None:
-    url = audio_for(segment) if audio_for is not None else None
-    if url:
-        target.play(url)
+    urls = audio_for(segment) if audio_for is not None else None
+    if urls:
+        for url in urls:
+            target.play(url)
         return
     language, voice = VOICES.get(segment.language, (segment.language, ""))
     if voice:
