@@ -58,7 +58,45 @@ def check_paths(paths: tuple[Path, ...], prompts: Path | None) -> list[Diagnosti
             found.setdefault(d, None)
     for d in _returns_outside_subflows(files):
         found.setdefault(d, None)
+    for d in _unused_prompts(files, prompts):
+        found.setdefault(d, None)
     return sorted(found, key=lambda d: (d.pos, d.message))
+
+
+#: prompts the engine plays by id itself (the Twilio app's goodbye and hold message)
+ENGINE_PROMPTS = frozenset({"goodbye", "transferring"})
+
+
+def _unused_prompts(files: list[Path], prompts: Path | None) -> list[Diagnostic]:
+    """Warn about catalog entries no flow uses. The users of a catalog are every flow
+    that finds it (the flows under the catalog's parent folder whose nearest prompts/
+    it is), plus the flows checked against it: checking one file does not make the
+    rest of the hotline's prompts look unused."""
+    from ivr.flow.loader import read_flow_file
+
+    users: dict[Path, set[Path]] = {}
+    for file in files:
+        folder = prompts if prompts is not None else find_catalog_folder(file)
+        if folder is not None:
+            users.setdefault(Path(folder).resolve(), set()).add(file.resolve())
+    diags = Diagnostics()
+    for folder, flow_files in users.items():
+        for candidate in _flow_files((folder.parent,)):
+            if not any(part.startswith(".") for part in candidate.relative_to(folder.parent).parts) \
+                    and find_catalog_folder(candidate) == folder:
+                flow_files.add(candidate.resolve())
+        used = set(ENGINE_PROMPTS)
+        for file in flow_files:
+            item = read_flow_file(file, Diagnostics())
+            if item is not None:
+                used.update(ref.id for ref in item.prompts)
+        catalog = Catalog.load(folder, Diagnostics())
+        for language in catalog.languages:
+            for entry in catalog.entries(language):
+                if entry.id not in used:
+                    diags.warning(entry.pos, f"prompt '{entry.id}' is not used by any flow "
+                                  f"({language})")
+    return diags.items
 
 
 def _returns_outside_subflows(files: list[Path]) -> list[Diagnostic]:

@@ -54,7 +54,8 @@ def check_flow_set(
             _check_waitless_loops(flow, waits, diags)
     if not unsure:
         _check_waitless_recursion(flow_set, waits, diags)
-        if catalog is not None:
+    if catalog is not None:
+        for item in by_id.values():
             _check_prompts(item, catalog, diags)
     return None if diags.has_errors else flow_set
 
