@@ -122,49 +122,53 @@ def synthesise(text: str, language: str, voice: Mapping[str, Any]) -> tuple[Samp
     """`text` spoken: mono samples in -1..1 and their rate (espeak-ng's, 22 050 Hz).
 
     espeak-ng keeps state from one utterance to the next (its pitch flutter goes on
-    where the last one stopped), so the same text gives slightly different audio
-    depending on what the process said before. Each prompt is therefore spoken by a
-    child forked for it, whose engine has said only the same warm-up word before:
+    where the last one stopped), and a change of voice or speed does not always reach
+    the very next utterance. So each run of a prompt is spoken by a child forked for it,
+    whose engine is set to the run's voice, says one throw-away word, then the text:
     the same text and voice always give the same samples, whatever else a build
     renders and in whatever order."""
     runs = speech_runs(text, language, voice)
     if not runs:
         raise TtsError(f"nothing to say in {text!r}")
     check_espeak()
+    pieces: list[Samples] = []
+    rate = 0
+    for run in runs:
+        samples, rate = _speak_run(run)
+        if pieces:
+            pieces.append(np.zeros(int(RUN_GAP_SECONDS * rate), np.float32))
+        pieces.append(samples)
+    return np.concatenate(pieces), rate
+
+
+def _speak_run(run: Run) -> tuple[Samples, int]:
     problem = ""
     for _ in range(TRIES):
         with tempfile.TemporaryDirectory(prefix="ivr-tts-") as folder:
-            problem = _speak_in_child(runs, Path(folder))
+            spoken = Path(folder) / "run.wav"
+            problem = _speak_in_child(run, spoken)
             if problem.startswith("voice:"):
                 raise TtsError(problem.removeprefix("voice:"))
-            if problem:
-                continue
-            found = [_await_wav(Path(folder) / f"{index}.wav") for index in range(len(runs))]
-            if any(f is None or not len(f[0]) for f in found):
-                problem = "espeak-ng wrote no audio"
-                continue
-        pieces: list[Samples] = []
-        rate = 0
-        for samples, rate in (f for f in found if f is not None):
-            if pieces:
-                pieces.append(np.zeros(int(RUN_GAP_SECONDS * rate), np.float32))
-            pieces.append(samples)
-        return np.concatenate(pieces), rate
-    raise TtsError(f"espeak-ng gave no audio for {text[:40]!r} in {TRIES} tries ({problem})")
+            found = None if problem else _await_wav(spoken)
+            if found is not None and len(found[0]):
+                return found
+            problem = problem or "espeak-ng wrote no audio"
+    raise TtsError(f"espeak-ng gave no audio for {run.text[:40]!r} in {TRIES} tries ({problem})")
 
 
-def _speak_in_child(runs: list[Run], folder: Path) -> str:
-    """Fork, speak `runs` into `folder`/0.wav, 1.wav ...; '' or what went wrong."""
+def _speak_in_child(run: Run, path: Path) -> str:
+    """Fork, speak `run` into `path`; '' or what went wrong."""
+    error = path.with_suffix(".error")
     pid = os.fork()
     if pid == 0:  # the child: never returns
         code = 0
         try:
-            _speak(runs, folder)
+            _speak(run, path)
         except TtsError as exc:
-            (folder / "error").write_text(f"voice:{exc}", encoding="utf-8")
+            error.write_text(f"voice:{exc}", encoding="utf-8")
             code = 3
         except BaseException as exc:  # reported through the file, then exit
-            (folder / "error").write_text(f"{type(exc).__name__}: {exc}", encoding="utf-8")
+            error.write_text(f"{type(exc).__name__}: {exc}", encoding="utf-8")
             code = 2
         os._exit(code)
     deadline = time.monotonic() + CHILD_SECONDS
@@ -177,35 +181,73 @@ def _speak_in_child(runs: list[Run], folder: Path) -> str:
             os.waitpid(pid, 0)
             return f"espeak-ng took over {CHILD_SECONDS:.0f} s"
         time.sleep(0.002)
-    error = folder / "error"
     if error.exists():
         return error.read_text(encoding="utf-8")
     return "" if os.waitstatus_to_exitcode(status) == 0 else f"exit status {status}"
 
 
-def _speak(runs: list[Run], folder: Path) -> None:
+def _speak(run: Run, path: Path) -> None:
+    """In a fresh child: set the voice, say a throw-away word, then the run's text."""
+    import ctypes
+
     with _quiet():
         import pyttsx3
+        from pyttsx3.drivers import _espeak
 
         engine = pyttsx3.init("espeak")
         voices = {}
         for v in engine.getProperty("voices"):
             voices[v.id.lower()] = voices[v.id.rsplit("/", 1)[-1].lower()] = v.id
-        # the first render of a process is the one most likely to come back early
-        engine.save_to_file("ready", str(folder / "warm-up.wav"))
-        engine.runAndWait()
-        for index, run in enumerate(runs):
-            name = str(run.voice.get("name", "en-us"))
-            found = voices.get(name.lower())
-            if found is None:
-                raise TtsError(f"'{name}' is not an espeak-ng voice here; 'espeak-ng --voices' "
-                               "lists them")
-            engine.setProperty("voice", found)
-            engine.setProperty("rate", int(run.voice.get("rate", 165)))
-            engine.setProperty("volume", float(run.voice.get("volume", 1.0)))
-            engine.setProperty("pitch", int(run.voice.get("pitch", 50)))
-            engine.save_to_file(run.text, str(folder / f"{index}.wav"))
+        name = str(run.voice.get("name", "en-us"))
+        found = voices.get(name.lower())
+        if found is None:
+            raise TtsError(f"'{name}' is not an espeak-ng voice here; 'espeak-ng --voices' lists them")
+        # pyttsx3 holds settings back until runAndWait, which then stops "whatever is
+        # playing" right after handing them to espeak-ng: when espeak-ng's thread has not
+        # yet applied them, that stop throws them away and the text is spoken at the
+        # default speed (one render in twenty on a busy machine). So the settings are
+        # given now, and espeak-ng is waited for until it has applied them.
+        engine.proxy.setBusy(False)
+        engine.setProperty("voice", found)
+        engine.setProperty("rate", int(run.voice.get("rate", 165)))
+        engine.setProperty("volume", float(run.voice.get("volume", 1.0)))
+        engine.setProperty("pitch", int(run.voice.get("pitch", 50)))
+        _espeak.Synchronize()
+
+        # pyttsx3 writes its file when espeak-ng says the message ended, and only then adds
+        # the samples that came with that news, so the last of them can miss the file. The
+        # samples are taken here too, all of them, before pyttsx3 sees them.
+        driver = engine.proxy._driver
+        heard: list[bytes] = []
+
+        def on_synth(wav: Any, samples: int, events: Any) -> int:
+            if samples > 0 and driver._speaking:
+                heard.append(ctypes.string_at(wav, samples * 2))
+            return int(driver._onSynth(wav, samples, events))
+
+        _espeak.SetSynthCallback(on_synth)
+
+        def speak(text: str, target: Path) -> None:
+            heard.clear()
+            engine.save_to_file(text, str(target))
             engine.runAndWait()
+            # runAndWait returns as soon as espeak-ng starts speaking; the next runAndWait
+            # would then cancel what is still being spoken (its stop() cancels whatever
+            # is playing). Wait for the end, and for pyttsx3's file.
+            _espeak.Synchronize()
+            written = _await_wav(target)
+            if written is None:
+                raise RuntimeError(f"no audio in {target.name}")
+            with wave.open(str(target), "wb") as whole:
+                whole.setnchannels(1)
+                whole.setsampwidth(2)
+                whole.setframerate(written[1])
+                whole.writeframes(b"".join(heard))
+
+        # the first utterance of an engine is the one most likely to come back early, and
+        # the one a new setting may not reach yet
+        speak("ready", path.with_name("warm-up.wav"))
+        speak(run.text, path)
 
 
 def _await_wav(path: Path, wait: float = 2.0) -> tuple[Samples, int] | None:
