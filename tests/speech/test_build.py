@@ -19,6 +19,11 @@ from ivr.speech.build import MANIFEST, BuildError, build
 from ivr.speech.catalog import Catalog
 
 ROOT = Path(__file__).resolve().parents[2]
+
+# espeak-ng comes from the system (.ci/run and `./dev test` install it where they may)
+pytestmark = pytest.mark.skipif(
+    tts.ctypes.util.find_library("espeak-ng") is None,
+    reason="espeak-ng is not installed: apt-get install espeak-ng")
 IVR = [sys.executable, "-c", "from ivr.cli import main; main()"]
 
 ZH = ("_style: {one_as_yao: true}\n"
