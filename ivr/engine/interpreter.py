@@ -98,7 +98,7 @@ class _Call:
     def prompt_text(self, prompt: PromptRef) -> str:
         if self._catalog is None:
             return f"[{prompt.id}]"
-        return self._catalog.render(prompt.id, self._state.language, self.scope()).text
+        return self._catalog.written(prompt.id, self._state.language, self.scope())
 
     def play(self, prompt: PromptRef) -> None:
         language = self._state.language

@@ -30,7 +30,7 @@ from typing import Any
 
 from ivr.flow.diagnostics import Diagnostics, Pos, did_you_mean
 from ivr.flow.source import YamlSyntaxError, YEntry, YMap, YScalar, parse_yaml
-from ivr.speech.say import KINDS, ComposeError, Style, compose, speaks, vocabulary
+from ivr.speech.say import KINDS, ComposeError, Style, compose, speaks, vocabulary, write
 
 log = logging.getLogger("ivr.speech")
 
@@ -117,6 +117,26 @@ class Catalog:
 
     def text(self, prompt_id: str, language: str, variables: Mapping[str, Any]) -> str:
         return self.render(prompt_id, language, variables).text
+
+    def written(self, prompt_id: str, language: str, variables: Mapping[str, Any]) -> str:
+        """The prompt as a text message writes it: values in figures (10,005.05元)."""
+        entry = self.entry(prompt_id, language)
+        if entry is None:
+            return f"[{prompt_id}]"
+        out: list[str] = []
+        for piece in entry.pieces or (entry.text,):
+            if isinstance(piece, str):
+                out.append(piece)
+                continue
+            value = lookup(variables, piece.name)
+            if value is None or value == "":
+                continue
+            try:
+                out.append(write(piece.kind, value, language) if piece.kind else str(value))
+            except ComposeError as exc:
+                log.warning("prompt '%s' (%s): {%s:%s} is left out: %s",
+                            prompt_id, language, piece.name, piece.kind, exc)
+        return "".join(out)
 
     def render(self, prompt_id: str, language: str, variables: Mapping[str, Any]) -> Spoken:
         """The prompt filled in from `variables`: its text, and the audio ids to play.

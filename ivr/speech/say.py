@@ -523,6 +523,30 @@ def compose(kind: str, value: Any, language: str, style: Style | None = None) ->
     return composer(value, style or Style())
 
 
+def write(kind: str, value: Any, language: str) -> str:
+    """`value` as a text message writes it (an SMS says 10,005.05元, not words)."""
+    chinese = language.startswith("zh")
+    if kind == "amount":
+        amount = f"{Decimal(_fen(value)) / 100:,.2f}"
+        return f"{amount}元" if chinese else f"{amount} yuan"
+    if kind == "number":
+        return f"{_integer(value):,}"
+    if kind == "digits":
+        return _digit_string(value)
+    if kind == "date":
+        day = _date(value)
+        return (f"{day.year}年{day.month}月{day.day}日" if chinese
+                else f"{_EN_MONTHS[day.month - 1]} {day.day}, {day.year}")
+    if kind == "time":
+        hour, minute = _time(value)
+        return f"{hour:02d}:{minute:02d}"
+    if kind == "percent":
+        return f"{_decimal(value, 'percent')}%"
+    if kind == "rate":
+        return str(_decimal(value, "rate"))
+    return compose(kind, value, language).text  # currency names, and errors for the rest
+
+
 def fragment_texts(spoken: Spoken, language: str) -> Iterable[str]:
     """The texts of a Spoken's fragments, in order."""
     vocab = vocabulary(language)

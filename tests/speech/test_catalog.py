@@ -110,3 +110,13 @@ def test_a_template_gives_its_text_and_the_audio_that_says_it(tmp_path: Path,
     assert items["balance/1"] == "您的余额是" and items["balance/3"] == "，尾号"
     assert "balance/5" not in items  # "。" alone is nothing to say
     assert items["_say/wan"] == "万" and items["plain"] == "再见。"
+
+
+def test_a_text_message_writes_values_in_figures(tmp_path: Path) -> None:
+    (tmp_path / "zh-CN.yaml").write_text(
+        "sms_done: 转账{amount:amount}已到账，余额{balance:amount}，{day:date}，尾号{tail:digits}。\n",
+        encoding="utf-8")
+    catalog = Catalog.load(tmp_path)
+    values = {"amount": "100.5", "balance": "12245.17", "day": "2026-12-03", "tail": "0001"}
+    assert catalog.written("sms_done", "zh-CN", values) == \
+        "转账100.50元已到账，余额12,245.17元，2026年12月3日，尾号0001。"

@@ -98,7 +98,8 @@ class Call(Protocol):
         ...
 
     def prompt_text(self, prompt: PromptRef) -> str:
-        """A prompt's text in the call's language, its placeholders filled."""
+        """A prompt's text in the call's language, its placeholders filled as a text
+        message writes them (figures, not words: for SMS)."""
         ...
 
     def set_variable(self, name: str, value: Any) -> None: ...
