@@ -1,15 +1,20 @@
-"""Text to speech at build time: pyttsx3 driving espeak-ng, one engine per process.
+"""Text to speech at build time: pyttsx3 driving espeak-ng, a fresh engine for every run.
 
 What is done about pyttsx3 2.99's faults, so a build gives the same files every time:
-- `runAndWait()` can return before the file is written (the first call in a process
-  most of all), and a render can end with no file: every engine is warmed up with a
-  throw-away render, each file is awaited until its WAV header matches its length,
-  and a render that still has no audio is done again (three tries, then an error).
-- espeak-ng's output depends on what the same process said before: each prompt is
-  spoken in a process of its own (see `synthesise`).
+- `runAndWait()` returns as soon as espeak-ng starts speaking, and the next one
+  cancels whatever is still playing: after each utterance espeak-ng is waited for
+  (`espeak_Synchronize`) and the file is awaited until its header matches its length.
+- settings (rate, volume, pitch) are held back until `runAndWait()`, whose stop()
+  can cancel them in espeak-ng's queue before they apply (the text is then spoken
+  at the default speed): they are handed over and applied before speaking.
+- the samples that arrive with the end-of-message event miss pyttsx3's file: every
+  sample is taken from espeak-ng's callback instead.
+- the first utterance of an engine is the least reliable: a throw-away word first.
 - it prints "Audio saved to ..." for every file: its output is sent to /dev/null.
-- it takes any voice name without complaint until synthesis: voices are checked
-  against the engine's list first.
+- it takes any voice name without complaint: voices are looked up first.
+- espeak-ng itself carries state from one utterance to the next: every run of a
+  prompt is spoken by a child process of its own (see `synthesise`), and a render
+  that fails is done again (three tries, then an error).
 
 What is done about espeak-ng: digits are turned into words first (it reads "95558"
 as a number), and a text mixing Chinese and Latin script is cut into runs, each
