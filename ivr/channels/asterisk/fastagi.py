@@ -42,7 +42,8 @@ from ivr.channels.asterisk.protocol import (
     Reply,
     ReplyReader,
     decode,
-    parse_header,
+    header_lines_ok,
+    parse_header_block,
 )
 from ivr.engine.interpreter import Interpreter
 
@@ -62,8 +63,7 @@ class FastAgiLink(asyncio.Protocol):
         self.server = server
         self.transport: asyncio.Transport | None = None
         self._buffer = bytearray()
-        self._header: list[str] | None = []
-        self._header_bytes = 0
+        self._in_header = True
         self._pending: asyncio.Future[Reply] | None = None
         self._replies = ReplyReader()
         self.closed = False
@@ -92,17 +92,19 @@ class FastAgiLink(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         buffer = self._buffer
         buffer += data
-        start = 0
-        while (end := buffer.find(b"\n", start)) >= 0:
-            raw = bytes(buffer[start:end])
-            start = end + 1
-            try:
-                self._line(raw)
-            except ProtocolError as exc:
-                self._fail(exc)
+        try:
+            if self._in_header and not self._header_data():
                 return
-            if self.closed:
-                return
+            start = 0
+            feed = self._replies.feed_bytes
+            while (end := buffer.find(b"\n", start)) >= 0:
+                reply = feed(bytes(buffer[start:end]))
+                start = end + 1
+                if reply is not None:
+                    self._answer(reply)
+        except ProtocolError as exc:
+            self._fail(exc)
+            return
         del buffer[:start]
         if len(buffer) > MAX_LINE:
             self._fail(ProtocolError(f"a line of more than {MAX_LINE} bytes"))
@@ -118,28 +120,35 @@ class FastAgiLink(asyncio.Protocol):
 
     # --- lines -----------------------------------------------------------------------------
 
-    def _line(self, raw: bytes) -> None:
-        if self._header is not None:
-            self._header_line(raw)
-            return
-        reply = self._replies.feed(decode(raw))
-        if reply is not None:
-            self._answer(reply)
-
-    def _header_line(self, raw: bytes) -> None:
-        header = self._header
-        assert header is not None
-        if raw:
-            self._header_bytes += len(raw) + 1
-            if self._header_bytes > MAX_HEADER:
-                raise ProtocolError("the AGI header is too long")
-            header.append(decode(raw))
-            return
-        self._header = None
+    def _header_data(self) -> bool:
+        """Take the header off the buffer once its blank line has come, and start the call;
+        False while it is still arriving (or when the call did not start)."""
+        buffer = self._buffer
+        if buffer[:1] == b"\n":
+            end = 0  # no header lines at all (parse_header_block says what is missing)
+        else:
+            end = buffer.find(b"\n\n") + 1  # the header's lines, each with its \n
+            if end == 0:
+                # Not whole yet: what has come must still look like a header.
+                lines = buffer.rfind(b"\n") + 1
+                if lines > MAX_HEADER:
+                    raise ProtocolError("the AGI header is too long")
+                text = decode(bytes(buffer[:lines]))
+                if not header_lines_ok(text):
+                    parse_header_block(text)  # raises, naming the line
+                if len(buffer) - lines > MAX_LINE:
+                    raise ProtocolError(f"a line of more than {MAX_LINE} bytes")
+                return False
+        if end > MAX_HEADER:
+            raise ProtocolError("the AGI header is too long")
+        header = parse_header_block(decode(bytes(buffer[:end])))
+        del buffer[:end + 1]
+        self._in_header = False
         if self._header_timer is not None:
             self._header_timer.cancel()
             self._header_timer = None
-        self.server.start_call(self, parse_header(header))
+        self.server.start_call(self, header)
+        return not self.closed
 
     def _answer(self, reply: Reply) -> None:
         pending, self._pending = self._pending, None
@@ -150,7 +159,7 @@ class FastAgiLink(asyncio.Protocol):
 
     def _header_late(self) -> None:
         self._header_timer = None
-        if self._header is not None and not self.closed:
+        if self._in_header and not self.closed:
             log.warning("%s: no complete AGI header within %.0f s; closed", self.peer,
                         self.server.header_timeout)
             self.close()
