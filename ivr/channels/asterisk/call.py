@@ -1,7 +1,10 @@
 """One call over AGI: Turns into AGI commands, Asterisk's answers into events.
 
 The same code serves FastAGI (one coroutine a call on the server's event loop)
-and classic AGI (a process a call on stdin/stdout): it talks to a `Link`.
+and classic AGI (a process a call on stdin/stdout): it talks to a `Link`. The
+commands between two turns of the flow (a gather, or the call's last prompts and
+its result) are one exchange: a coroutine that awaits nothing but the link's
+commands, which the FastAGI link runs straight from the bytes Asterisk sends.
 
 Media and keys, as a real Asterisk behaves (see DESIGN.md): keys that arrive
 between two commands are thrown away, so every prompt before a wait is played
@@ -31,10 +34,10 @@ import logging
 import re
 import secrets
 import wave
-from collections.abc import Mapping
+from collections.abc import Awaitable, Coroutine, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 from ivr.bank.phones import normalise_phone
 from ivr.bank.secrets import mask_phone
@@ -70,6 +73,8 @@ _SAFE_NAME = re.compile(r"[^A-Z0-9_]")
 _PROCESS = secrets.token_hex(4)
 _CALLS = itertools.count(1)
 
+T = TypeVar("T")
+
 
 class Link(Protocol):
     """A connection to Asterisk that runs one command at a time."""
@@ -79,7 +84,13 @@ class Link(Protocol):
         """Asterisk said `HANGUP` on its own: the caller is gone."""
         ...
 
-    async def command(self, line: str, timeout: float) -> Reply: ...
+    def command(self, line: str, timeout: float) -> Awaitable[Reply]:
+        """Send one command and wait for its answer; only inside `exchange`."""
+        ...
+
+    def exchange(self, work: Coroutine[Any, Any, T]) -> Awaitable[T]:
+        """Run `work`, a coroutine that awaits nothing but this link's commands, to its end."""
+        ...
 
 
 class PromptAudio:
@@ -211,7 +222,7 @@ class AgiCall:
             self.state = state
             turn = await self.interpreter.advance_async(state)
             while isinstance(turn.wait, Gather):
-                event = await self.gather(turn.media, turn.wait)
+                event = await self.link.exchange(self.gather(turn.media, turn.wait))
                 turn = await self.interpreter.advance_async(state, event)
                 if isinstance(event, CallerHangup):
                     self.outcome = "caller_hangup"
@@ -237,11 +248,15 @@ class AgiCall:
 
     async def finish(self, turn: Turn) -> None:
         """The call leaves the flow: its last prompts, then the dialplan takes over."""
+        if not await self.link.exchange(self.leave(turn)):
+            self.outcome = await self._lost("the caller hung up during the last prompts")
+
+    async def leave(self, turn: Turn) -> bool:
+        """`finish`'s commands; False when the caller hangs up during the last prompts."""
         wait = turn.wait
         for segment in turn.media:
             if await self.play(segment) is None:
-                self.outcome = await self._lost("the caller hung up during the last prompts")
-                return
+                return False
         state = self.state
         assert state is not None
         if isinstance(wait, Transfer):
@@ -253,13 +268,14 @@ class AgiCall:
                 variables[f"IVR_DATA_{_SAFE_NAME.sub('_', name.upper())}"] = value
             await self.set_variables(variables)
             self.outcome = f"to queue {wait.queue} ({wait.reason})"
-            return
+            return True
         assert isinstance(wait, Hangup)
         await self.set_variables({"IVR_RESULT": "hangup", "IVR_REASON": wait.reason})
         reply = await self.link.command("HANGUP", self.command_timeout)
         if not reply.ok and not reply.dead:
             log.warning("call %s: HANGUP answered %r", self.info.call_id, reply.text)
         self.outcome = "hangup"
+        return True
 
     async def set_variables(self, variables: Mapping[str, str]) -> None:
         for name, value in variables.items():

@@ -10,10 +10,10 @@ import io
 import logging
 import os
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ivr.bank.runtime import open_services
 from ivr.channels.asterisk.call import AgiCall, CallInfo, PromptAudio, describe_caller
@@ -27,6 +27,8 @@ from ivr.flow.model import FlowSet
 from ivr.speech.catalog import Catalog
 
 log = logging.getLogger("ivr.asterisk")
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -152,6 +154,9 @@ class StdioLink:
             reply = self._replies.feed(raw.rstrip("\n"))
             if reply is not None:
                 return reply
+
+    async def exchange(self, work: Coroutine[Any, Any, T]) -> T:
+        return await work
 
 
 def run_classic_agi(settings: Settings, loaded: Loaded, prompts: Path | None,
