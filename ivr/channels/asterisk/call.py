@@ -100,6 +100,8 @@ class PromptAudio:
     def __init__(self, prompts: Path | None) -> None:
         self.build = prompts.resolve() / "build" if prompts is not None else None
         self._missing: set[tuple[str, str]] = set()
+        #: (language, prompt, escape keys) to (file, seconds, STREAM FILE command)
+        self._streams: dict[tuple[str, str, str], tuple[str, float, str] | None] = {}
 
     @functools.lru_cache(maxsize=8192)  # noqa: B019  (one per server, lives as long as it)
     def _lookup(self, language: str, prompt: str) -> tuple[str, float] | None:
@@ -127,6 +129,19 @@ class PromptAudio:
                         "prompts (see prompts/README) or record it", segment.prompt,
                         segment.language, self.build)
         return found
+
+    def stream(self, segment: Segment, keys: str) -> tuple[str, float, str] | None:
+        """`file`, with the STREAM FILE command that plays it with `keys` as escape digits;
+        kept, as a prompt is played the same way on every call."""
+        try:
+            return self._streams[segment.language, segment.prompt, keys]
+        except KeyError:
+            pass
+        found = self.file(segment)
+        stream = None if found is None else (*found, command("STREAM FILE", found[0], quote(keys)))
+        if len(self._streams) < 8192:
+            self._streams[segment.language, segment.prompt, keys] = stream
+        return stream
 
     def missing(self, catalog: Catalog | None) -> list[tuple[str, str]]:
         """The catalog's prompts that have no audio."""
@@ -167,7 +182,7 @@ def pick_language(header: Mapping[str, str], languages: tuple[str, ...]) -> str 
     """The call's language: a `language=xx-YY` argument to AGI() in the dialplan, else
     the channel's language when it names one the flow offers. Asterisk's default `en`
     is set on every channel nobody configured, so it alone does not choose English."""
-    for arg in arguments(dict(header)):
+    for arg in arguments(header):
         key, _, value = arg.partition("=")
         if key.strip().lower() == "language":
             return _match_language(value.strip(), languages)
@@ -289,17 +304,18 @@ class AgiCall:
     async def play(self, segment: Segment, keys: str = "") -> str | None:
         """STREAM FILE one prompt. Returns the key that stopped it ('' when it played to
         the end or has no audio), or None when the caller has hung up."""
-        found = self.audio.file(segment)
+        found = self.audio.stream(segment, keys)
         if found is None:
             return ""
-        name, seconds = found
-        reply = await self.link.command(_stream_file(name, keys), seconds + MEDIA_SLACK)
-        if reply.dead or reply.number < 0 or not reply.ok:
+        name, seconds, line = found
+        reply = await self.link.command(line, seconds + MEDIA_SLACK)
+        key = reply.number
+        if key < 0 or reply.code != 200:  # failed, or a dead channel (511)
             if await self._gone(reply):
                 return None
             log.error("call %s: Asterisk could not play %s (%s)", self.info.call_id, name, reply.text)
             return ""
-        return chr(reply.number) if reply.number > 0 else ""
+        return chr(key) if key > 0 else ""
 
     async def _gone(self, reply: Reply) -> bool:
         """After a failed media command: has the caller hung up, or did the file fail?"""
@@ -360,13 +376,14 @@ class AgiCall:
             if key is None:
                 reply = await self.link.command(f"WAIT FOR DIGIT {round(timeout * 1000)}",
                                                 timeout + MEDIA_SLACK)
-                if reply.dead or reply.number < 0:
+                number = reply.number
+                if number < 0 or reply.dead:
                     if await self._gone(reply):
                         return CallerHangup()
                     raise ProtocolError(f"WAIT FOR DIGIT failed: {reply.text!r}")
-                if reply.number == 0:
+                if number == 0:
                     return Digits(keys, "timeout") if keys else NoInput()
-                key = chr(reply.number)
+                key = chr(number)
             if key not in ALL_KEYS:
                 key = None  # A-D keys: not ours
                 continue
@@ -377,11 +394,6 @@ class AgiCall:
             if len(keys) >= wait.max_digits:
                 return Digits(keys, "max")
             timeout = wait.inter_digit_timeout
-
-
-@functools.lru_cache(maxsize=8192)
-def _stream_file(name: str, keys: str) -> str:
-    return command("STREAM FILE", name, quote(keys))
 
 
 def _keys_ok(keys: str) -> bool:

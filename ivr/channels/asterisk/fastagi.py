@@ -96,8 +96,8 @@ class FastAgiLink(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
         self.transport = cast(asyncio.Transport, transport)
-        # Kept: asking for the running loop costs a getpid() per command on 3.11.
-        self.loop = asyncio.get_running_loop()
+        # The server's: asking for the running loop costs a getpid() on 3.11.
+        self.loop = self.server.loop
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         self._header_timer = self.loop.call_later(
@@ -105,11 +105,19 @@ class FastAgiLink(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         buffer = self._buffer
+        answer: Reply | None = None
+        if not buffer and self._asked:
+            # Most often `data` is the one line that answers the command out, seen before.
+            answer = self._replies.known(data)
+            if answer is not None:
+                self._asked = False
+                self.deadline = 0.0
+                self._resume(answer, None)
+                return
         buffer += data
         # Every line of `data` is read before the exchange goes on, so that a HANGUP that
         # came with an answer is known when the answer is acted on; a second answer in the
         # same bytes cannot be for a command not sent yet.
-        answer: Reply | None = None
         try:
             if self._in_header and not self._header_data():
                 return
@@ -277,13 +285,15 @@ class FastAgiServer:
     port: int = 0
     _server: asyncio.Server | None = None
     _sweeper: asyncio.Task[None] | None = None
+    #: the loop it serves on (set by `start`)
+    loop: asyncio.AbstractEventLoop = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.default not in self.routes:
             raise ValueError(f"the default flow '{self.default}' is not among {sorted(self.routes)}")
 
     async def start(self, host: str, port: int) -> asyncio.Server:
-        loop = asyncio.get_running_loop()
+        self.loop = loop = asyncio.get_running_loop()
         # A backlog as deep as the calls allowed: under load the kernel would otherwise drop
         # new connections (the default is 100), and a header resent a second later can
         # miss its deadline.
@@ -326,7 +336,7 @@ class FastAgiServer:
             link.close()
             return
         info = CallInfo.from_header(header, interpreter.flows.entry.languages)
-        task = asyncio.get_running_loop().create_task(self._serve(link, interpreter, info))
+        task = self.loop.create_task(self._serve(link, interpreter, info))
         self.calls[link] = task
 
     async def _serve(self, link: FastAgiLink, interpreter: Interpreter, info: CallInfo) -> None:

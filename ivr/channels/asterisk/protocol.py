@@ -12,6 +12,7 @@ command must be one line, and the next is sent only after the answer to the last
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 #: the longest line we take from Asterisk (its own replies are short; usage text is longer)
@@ -82,10 +83,11 @@ def parse_reply(line: str) -> Reply:
 
 #: how many distinct reply lines are kept parsed
 KNOWN_REPLIES = 1024
-#: one-line replies already parsed, by their bytes, shared by every reader: a call's
-#: replies are mostly the same few lines (`200 result=0 endpos=N` for a prompt played to
-#: its end, `200 result=1`, a key's code), and a Reply cannot be changed. Replies with
-#: data in parentheses (a variable's value, which may be keys a caller typed) are not kept.
+#: one-line replies already parsed, by their bytes with the `\n`, shared by every reader:
+#: a call's replies are mostly the same few lines (`200 result=0 endpos=N` for a prompt
+#: played to its end, `200 result=1`, a key's code), and a Reply cannot be changed.
+#: Replies with data in parentheses (a variable's value, which may be keys a caller
+#: typed) are not kept.
 _KNOWN: dict[bytes, Reply] = {}
 
 
@@ -100,19 +102,21 @@ class ReplyReader:
         self.hung_up = False
         self._block: list[str] | None = None
 
+    def known(self, data: bytes) -> Reply | None:
+        """The reply when `data` is one whole line (with its `\\n`) seen before, and no
+        520 block is being read; else None (`feed_bytes` then reads it)."""
+        return _KNOWN.get(data) if self._block is None else None
+
     def feed_bytes(self, raw: bytes) -> Reply | None:
         """`feed` for a line as it came off the socket, without its `\\n`."""
         if self._block is None:
-            reply = _KNOWN.get(raw)
-            if reply is not None:
-                return reply
             line = decode(raw)
             if line != "HANGUP" and not (len(line) > 3 and line[3] == "-"):
                 reply = parse_reply(line)
                 if reply.data is None:
                     if len(_KNOWN) >= KNOWN_REPLIES:
                         _KNOWN.clear()  # endpos values of interrupted prompts vary: start again
-                    _KNOWN[raw] = reply
+                    _KNOWN[raw + b"\n"] = reply
                 return reply
             return self.feed(line)
         return self.feed(decode(raw))
@@ -172,7 +176,7 @@ def _checked(header: dict[str, str]) -> dict[str, str]:
     return header
 
 
-def arguments(header: dict[str, str]) -> list[str]:
+def arguments(header: Mapping[str, str]) -> list[str]:
     """`agi_arg_1 ... agi_arg_N`, the dialplan's arguments to AGI()."""
     out: list[str] = []
     while f"agi_arg_{len(out) + 1}" in header:
