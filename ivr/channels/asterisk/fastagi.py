@@ -153,6 +153,9 @@ class FastAgiLink(asyncio.Protocol):
             self._header_timer.cancel()
         self._resume(None, LinkClosed("Asterisk closed the connection"))
         self.server.forget(self)
+        # The transport holds this link too: let both go with their reference counts
+        # rather than wait for the garbage collector.
+        self.transport = None
 
     # --- the header ------------------------------------------------------------------------
 

@@ -28,6 +28,9 @@ from ivr.speech.catalog import Catalog
 
 log = logging.getLogger("ivr.asterisk")
 
+#: new objects between two sweeps of the garbage collector's youngest generation
+GC_THRESHOLD = 70_000
+
 T = TypeVar("T")
 
 
@@ -87,6 +90,10 @@ async def serve_fastagi(settings: Settings, loaded: list[Loaded], prompts: Path 
         # Everything loaded so far lives as long as the process: keep it out of the
         # garbage collector's sweeps, which would otherwise walk it for every call.
         gc.freeze()
+        # A call's objects are freed by their reference counts as it ends; a sweep, by
+        # default every 700 new objects, only walks the objects of the calls in progress
+        # (a tenth of the CPU with 1,000 calls open). Sweep a hundred times less often.
+        gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
         try:
             await serve_until_signalled(server, host, port, drain)
         finally:
