@@ -288,7 +288,7 @@ def coroutine_floor(port: int, dialog: list[bytes], loop_kind: str) -> None:
 
 def protocol_layer(port: int, dialog: list[bytes], loop_kind: str) -> None:
     """The project's FastAGI server with the flow taken out: its protocol layer sends the
-    same commands, one call a coroutine."""
+    same commands, one call a task that hands the link one exchange of them all."""
     import uvloop
     uvloop.install()
     from ivr.channels.asterisk.call import PromptAudio
@@ -301,8 +301,11 @@ def protocol_layer(port: int, dialog: list[bytes], loop_kind: str) -> None:
             self.calls[link] = asyncio.get_running_loop().create_task(self.replay(link))
 
         async def replay(self, link: FastAgiLink) -> None:
-            for line in lines:
-                await link.command(line, 10)
+            async def commands() -> None:
+                for line in lines:
+                    await link.command(line, 10)
+
+            await link.exchange(commands())
             self.calls.pop(link, None)
             link.close()
 

@@ -51,11 +51,16 @@ class CallState:
     version: int = STATE_VERSION
 
     def copy(self) -> CallState:
-        """A copy sharing nothing (variables hold JSON-like data: no deepcopy needed)."""
-        data = {name: getattr(self, name) for name in _FIELDS}
-        data["variables"] = _plain(self.variables)
-        data["counters"] = dict(self.counters)
-        return CallState(**data, stack=[Frame(f.flow, f.node) for f in self.stack])
+        """A copy sharing nothing (variables hold JSON-like data: no deepcopy needed).
+        The interpreter copies the state once a turn: the fields are taken over as they
+        are (strings and numbers cannot change) rather than through `__init__`."""
+        twin = object.__new__(type(self))
+        fields = twin.__dict__
+        fields.update(self.__dict__)
+        fields["variables"] = _plain(self.variables)
+        fields["counters"] = dict(self.counters)
+        fields["stack"] = [Frame(f.flow, f.node) for f in self.stack]
+        return twin
 
     def to_dict(self) -> dict[str, Any]:
         """A plain copy (JSON types only), sharing nothing with the state."""
@@ -97,10 +102,13 @@ _FIELDS = tuple(f.name for f in fields(CallState) if f.name != "stack")
 def _plain(value: Any) -> Any:
     """A copy of JSON-like data (what call variables hold), faster than deepcopy."""
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: _plain(v) if isinstance(v, _CONTAINERS) else v for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [_plain(v) if isinstance(v, _CONTAINERS) else v for v in value]
     return value
+
+
+_CONTAINERS = (dict, list, tuple)
 
 
 def _v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:

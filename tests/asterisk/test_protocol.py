@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from ivr.channels.asterisk.call import CallInfo, pick_language, screen_value
-from ivr.channels.asterisk.protocol import ProtocolError, ReplyReader, parse_header, parse_reply, quote
+from ivr.channels.asterisk.protocol import (
+    ProtocolError,
+    ReplyReader,
+    parse_header,
+    parse_header_block,
+    parse_reply,
+    quote,
+)
 
 
 @pytest.mark.parametrize(("line", "code", "result", "data", "endpos"), [
@@ -64,6 +71,22 @@ def test_reader_reads_a_520_block_to_its_end() -> None:
     assert reader.feed("200 result=0") == parse_reply("200 result=0")
 
 
+def test_bytes_give_the_replies_their_text_gives() -> None:
+    # The FastAGI link feeds bytes and keeps replies it has parsed: the second time a line
+    # comes it must still be the same reply, and a block or a HANGUP must still be read
+    # as one.
+    lines = ["200 result=0 endpos=16000", "200 result=0 endpos=16000", "HANGUP",
+             "200 result=1 (12#|OK)", "200 result=1 (12#|OK)", "520-Invalid command syntax.",
+             "200 result=0 endpos=16000", "520 End of proper usage.", "200 result=0 endpos=16000",
+             "200 result=49"]
+    as_text, as_bytes = ReplyReader(), ReplyReader()
+    for line in lines:
+        assert as_bytes.feed_bytes(line.encode()) == as_text.feed(line)
+    assert as_bytes.hung_up
+    with pytest.raises(ProtocolError):
+        as_bytes.feed_bytes(b"garbage")
+
+
 def test_quote_escapes_as_asterisk_unescapes() -> None:
     assert quote('with "quotes" and spaces') == '"with \\"quotes\\" and spaces"'
     assert quote("a\\b") == '"a\\\\b"'
@@ -79,6 +102,16 @@ def test_header_with_arguments_and_an_empty_value() -> None:
     assert pick_language(header, ("zh-CN", "en-US")) == "en-US"
     with pytest.raises(ProtocolError):
         parse_header(["agi_network: yes", "not a header line"])
+
+
+def test_a_header_read_in_one_go_is_the_header_read_line_by_line() -> None:
+    lines = ["agi_network: yes", "agi_network_script: hotline", "agi_accountcode: ",
+             "agi_callerid:8613800138000", "agi_calleridname: a: b (c) \ufffd", "agi_arg_1: x,y"]
+    assert parse_header_block("".join(f"{line}\n" for line in lines)) == parse_header(lines)
+    with pytest.raises(ProtocolError, match="not a header line"):
+        parse_header_block("agi_network: yes\nnot a header line\n")
+    with pytest.raises(ProtocolError, match="neither agi_network_script"):
+        parse_header_block("")
 
 
 @pytest.mark.parametrize(("channel", "expected"), [

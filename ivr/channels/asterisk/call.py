@@ -1,7 +1,10 @@
 """One call over AGI: Turns into AGI commands, Asterisk's answers into events.
 
 The same code serves FastAGI (one coroutine a call on the server's event loop)
-and classic AGI (a process a call on stdin/stdout): it talks to a `Link`.
+and classic AGI (a process a call on stdin/stdout): it talks to a `Link`. The
+commands between two turns of the flow (a gather, or the call's last prompts and
+its result) are one exchange: a coroutine that awaits nothing but the link's
+commands, which the FastAGI link runs straight from the bytes Asterisk sends.
 
 Media and keys, as a real Asterisk behaves (see DESIGN.md): keys that arrive
 between two commands are thrown away, so every prompt before a wait is played
@@ -31,10 +34,10 @@ import logging
 import re
 import secrets
 import wave
-from collections.abc import Mapping
+from collections.abc import Awaitable, Coroutine, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 from ivr.bank.phones import normalise_phone
 from ivr.bank.secrets import mask_phone
@@ -70,6 +73,8 @@ _SAFE_NAME = re.compile(r"[^A-Z0-9_]")
 _PROCESS = secrets.token_hex(4)
 _CALLS = itertools.count(1)
 
+T = TypeVar("T")
+
 
 class Link(Protocol):
     """A connection to Asterisk that runs one command at a time."""
@@ -79,7 +84,13 @@ class Link(Protocol):
         """Asterisk said `HANGUP` on its own: the caller is gone."""
         ...
 
-    async def command(self, line: str, timeout: float) -> Reply: ...
+    def command(self, line: str, timeout: float) -> Awaitable[Reply]:
+        """Send one command and wait for its answer; only inside `exchange`."""
+        ...
+
+    def exchange(self, work: Coroutine[Any, Any, T]) -> Awaitable[T]:
+        """Run `work`, a coroutine that awaits nothing but this link's commands, to its end."""
+        ...
 
 
 class PromptAudio:
@@ -89,6 +100,8 @@ class PromptAudio:
     def __init__(self, prompts: Path | None) -> None:
         self.build = prompts.resolve() / "build" if prompts is not None else None
         self._missing: set[tuple[str, str]] = set()
+        #: (language, prompt, escape keys) to (file, seconds, STREAM FILE command)
+        self._streams: dict[tuple[str, str, str], tuple[str, float, str] | None] = {}
 
     @functools.lru_cache(maxsize=8192)  # noqa: B019  (one per server, lives as long as it)
     def _lookup(self, language: str, prompt: str) -> tuple[str, float] | None:
@@ -106,20 +119,37 @@ class PromptAudio:
             return None
         return name, seconds
 
+    def _file(self, language: str, audio_id: str) -> tuple[str, float] | None:
+        found = self._lookup(language, audio_id)
+        if found is None and (language, audio_id) not in self._missing:
+            self._missing.add((language, audio_id))
+            log.warning("no audio for '%s' (%s) under %s: it is skipped; run 'ivr prompts "
+                        "build' or record it", audio_id, language, self.build)
+        return found
+
     def files(self, segment: Segment) -> list[tuple[str, float]]:
         """The files that say a segment (one for a plain prompt; a template prompt's
         pieces and a composer's words otherwise), each with its length in seconds.
         A file that was not rendered is left out, and said once in the log."""
-        found: list[tuple[str, float]] = []
+        found = (self._file(segment.language, part) for part in segment.audio)
+        return [file for file in found if file is not None]
+
+    def streams(self, segment: Segment, keys: str) -> list[tuple[str, float, str]]:
+        """`files`, each with the STREAM FILE command that plays it with `keys` as escape
+        digits; kept, as a file is played the same way on every call."""
+        out = []
         for part in segment.audio:
-            file = self._lookup(segment.language, part)
-            if file is not None:
-                found.append(file)
-            elif (segment.language, part) not in self._missing:
-                self._missing.add((segment.language, part))
-                log.warning("no audio for '%s' (%s) under %s: it is skipped; run 'ivr prompts "
-                            "build' or record it", part, segment.language, self.build)
-        return found
+            key = (segment.language, part, keys)
+            try:
+                stream = self._streams[key]
+            except KeyError:
+                file = self._file(segment.language, part)
+                stream = None if file is None else (*file, command("STREAM FILE", file[0], quote(keys)))
+                if len(self._streams) < 8192:
+                    self._streams[key] = stream
+            if stream is not None:
+                out.append(stream)
+        return out
 
     def missing(self, catalog: Catalog | None) -> list[tuple[str, str]]:
         """The files the catalog needs (prompts, template pieces, composers' words) that
@@ -162,7 +192,7 @@ def pick_language(header: Mapping[str, str], languages: tuple[str, ...]) -> str 
     """The call's language: a `language=xx-YY` argument to AGI() in the dialplan, else
     the channel's language when it names one the flow offers. Asterisk's default `en`
     is set on every channel nobody configured, so it alone does not choose English."""
-    for arg in arguments(dict(header)):
+    for arg in arguments(header):
         key, _, value = arg.partition("=")
         if key.strip().lower() == "language":
             return _match_language(value.strip(), languages)
@@ -217,7 +247,7 @@ class AgiCall:
             self.state = state
             turn = await self.interpreter.advance_async(state)
             while isinstance(turn.wait, Gather):
-                event = await self.gather(turn.media, turn.wait)
+                event = await self.link.exchange(self.gather(turn.media, turn.wait))
                 turn = await self.interpreter.advance_async(state, event)
                 if isinstance(event, CallerHangup):
                     self.outcome = "caller_hangup"
@@ -243,11 +273,15 @@ class AgiCall:
 
     async def finish(self, turn: Turn) -> None:
         """The call leaves the flow: its last prompts, then the dialplan takes over."""
+        if not await self.link.exchange(self.leave(turn)):
+            self.outcome = await self._lost("the caller hung up during the last prompts")
+
+    async def leave(self, turn: Turn) -> bool:
+        """`finish`'s commands; False when the caller hangs up during the last prompts."""
         wait = turn.wait
         for segment in turn.media:
             if await self.play(segment) is None:
-                self.outcome = await self._lost("the caller hung up during the last prompts")
-                return
+                return False
         state = self.state
         assert state is not None
         if isinstance(wait, Transfer):
@@ -259,13 +293,14 @@ class AgiCall:
                 variables[f"IVR_DATA_{_SAFE_NAME.sub('_', name.upper())}"] = value
             await self.set_variables(variables)
             self.outcome = f"to queue {wait.queue} ({wait.reason})"
-            return
+            return True
         assert isinstance(wait, Hangup)
         await self.set_variables({"IVR_RESULT": "hangup", "IVR_REASON": wait.reason})
         reply = await self.link.command("HANGUP", self.command_timeout)
         if not reply.ok and not reply.dead:
             log.warning("call %s: HANGUP answered %r", self.info.call_id, reply.text)
         self.outcome = "hangup"
+        return True
 
     async def set_variables(self, variables: Mapping[str, str]) -> None:
         for name, value in variables.items():
@@ -280,16 +315,17 @@ class AgiCall:
         """STREAM FILE one prompt (its files in turn). Returns the key that stopped it
         ('' when it played to the end or has no audio), or None when the caller has
         hung up."""
-        for name, seconds in self.audio.files(segment):
-            reply = await self.link.command(_stream_file(name, keys), seconds + MEDIA_SLACK)
-            if reply.dead or reply.number < 0 or not reply.ok:
+        for name, seconds, line in self.audio.streams(segment, keys):
+            reply = await self.link.command(line, seconds + MEDIA_SLACK)
+            key = reply.number
+            if key < 0 or reply.code != 200:  # failed, or a dead channel (511)
                 if await self._gone(reply):
                     return None
                 log.error("call %s: Asterisk could not play %s (%s)", self.info.call_id, name,
                           reply.text)
                 continue
-            if reply.number > 0:
-                return chr(reply.number)
+            if key > 0:
+                return chr(key)
         return ""
 
     async def _gone(self, reply: Reply) -> bool:
@@ -350,13 +386,14 @@ class AgiCall:
             if key is None:
                 reply = await self.link.command(f"WAIT FOR DIGIT {round(timeout * 1000)}",
                                                 timeout + MEDIA_SLACK)
-                if reply.dead or reply.number < 0:
+                number = reply.number
+                if number < 0 or reply.dead:
                     if await self._gone(reply):
                         return CallerHangup()
                     raise ProtocolError(f"WAIT FOR DIGIT failed: {reply.text!r}")
-                if reply.number == 0:
+                if number == 0:
                     return Digits(keys, "timeout") if keys else NoInput()
-                key = chr(reply.number)
+                key = chr(number)
             if key not in ALL_KEYS:
                 key = None  # A-D keys: not ours
                 continue
@@ -367,11 +404,6 @@ class AgiCall:
             if len(keys) >= wait.max_digits:
                 return Digits(keys, "max")
             timeout = wait.inter_digit_timeout
-
-
-@functools.lru_cache(maxsize=8192)
-def _stream_file(name: str, keys: str) -> str:
-    return command("STREAM FILE", name, quote(keys))
 
 
 def _keys_ok(keys: str) -> bool:

@@ -28,10 +28,11 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Mapping
+import types
+from collections.abc import AsyncIterator, Coroutine, Generator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
+from typing import Any, TypeVar, cast
 
 from ivr.channels.asterisk.call import COMMAND_TIMEOUT, AgiCall, CallInfo, PromptAudio, describe_caller
 from ivr.channels.asterisk.protocol import (
@@ -42,11 +43,14 @@ from ivr.channels.asterisk.protocol import (
     Reply,
     ReplyReader,
     decode,
-    parse_header,
+    header_lines_ok,
+    parse_header_block,
 )
 from ivr.engine.interpreter import Interpreter
 
 log = logging.getLogger("ivr.fastagi")
+
+T = TypeVar("T")
 
 HEADER_TIMEOUT = 5.0
 #: how often command deadlines are checked (a command may overrun by this much)
@@ -56,15 +60,25 @@ BACKLOG = 1024
 
 
 class FastAgiLink(asyncio.Protocol):
-    """One Asterisk connection: reads the header, then runs one command at a time."""
+    """One Asterisk connection: reads the header, then runs one command at a time.
+
+    The call's coroutine runs in a task of its own and hands the link one exchange at a
+    time (`exchange`): the commands of a gather, or the call's last prompts. The link
+    runs an exchange itself: each answer resumes it straight from `data_received`, and
+    it writes the next command there, as a callback-driven server would; the task
+    wakes once per exchange, not once per command.
+    """
 
     def __init__(self, server: FastAgiServer) -> None:
         self.server = server
         self.transport: asyncio.Transport | None = None
         self._buffer = bytearray()
-        self._header: list[str] | None = []
-        self._header_bytes = 0
-        self._pending: asyncio.Future[Reply] | None = None
+        self._in_header = True
+        #: the exchange being run, and the future its result goes to
+        self._work: Coroutine[Any, Any, Any] | None = None
+        self._done: asyncio.Future[Any] | None = None
+        #: a command of the exchange is out and not answered yet
+        self._asked = False
         self._replies = ReplyReader()
         self.closed = False
         self._header_timer: asyncio.TimerHandle | None = None
@@ -82,8 +96,8 @@ class FastAgiLink(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
         self.transport = cast(asyncio.Transport, transport)
-        # Kept: asking for the running loop costs a getpid() per command on 3.11.
-        self.loop = asyncio.get_running_loop()
+        # The server's: asking for the running loop costs a getpid() on 3.11.
+        self.loop = self.server.loop
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         self._header_timer = self.loop.call_later(
@@ -91,110 +105,169 @@ class FastAgiLink(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         buffer = self._buffer
+        answer: Reply | None = None
+        if not buffer and self._asked:
+            # Most often `data` is the one line that answers the command out, seen before.
+            answer = self._replies.known(data)
+            if answer is not None:
+                self._asked = False
+                self.deadline = 0.0
+                self._resume(answer, None)
+                return
         buffer += data
-        start = 0
-        while (end := buffer.find(b"\n", start)) >= 0:
-            raw = bytes(buffer[start:end])
-            start = end + 1
-            try:
-                self._line(raw)
-            except ProtocolError as exc:
-                self._fail(exc)
+        # Every line of `data` is read before the exchange goes on, so that a HANGUP that
+        # came with an answer is known when the answer is acted on; a second answer in the
+        # same bytes cannot be for a command not sent yet.
+        try:
+            if self._in_header and not self._header_data():
                 return
-            if self.closed:
+            start = 0
+            feed = self._replies.feed_bytes
+            while (end := buffer.find(b"\n", start)) >= 0:
+                reply = feed(bytes(buffer[start:end]))
+                start = end + 1
+                if reply is None:
+                    continue
+                if self._asked and answer is None:
+                    answer = reply
+                else:
+                    log.warning("%s: an answer to no command (%r), ignored", self.peer,
+                                reply.text[:80])
+            del buffer[:start]
+            if len(buffer) > MAX_LINE:
+                raise ProtocolError(f"a line of more than {MAX_LINE} bytes")
+        except ProtocolError as exc:
+            log.error("%s: %s; the connection is closed", self.peer, exc)
+            self.close()
+            if answer is None:
+                self._resume(None, exc)
                 return
-        del buffer[:start]
-        if len(buffer) > MAX_LINE:
-            self._fail(ProtocolError(f"a line of more than {MAX_LINE} bytes"))
+        if answer is not None:
+            self._asked = False
+            self.deadline = 0.0
+            self._resume(answer, None)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         if self._header_timer is not None:
             self._header_timer.cancel()
-        pending, self._pending = self._pending, None
-        if pending is not None and not pending.done():
-            pending.set_exception(LinkClosed("Asterisk closed the connection"))
+        self._resume(None, LinkClosed("Asterisk closed the connection"))
         self.server.forget(self)
+        # The transport holds this link too: let both go with their reference counts
+        # rather than wait for the garbage collector.
+        self.transport = None
 
-    # --- lines -----------------------------------------------------------------------------
+    # --- the header ------------------------------------------------------------------------
 
-    def _line(self, raw: bytes) -> None:
-        if self._header is not None:
-            self._header_line(raw)
-            return
-        reply = self._replies.feed(decode(raw))
-        if reply is not None:
-            self._answer(reply)
-
-    def _header_line(self, raw: bytes) -> None:
-        header = self._header
-        assert header is not None
-        if raw:
-            self._header_bytes += len(raw) + 1
-            if self._header_bytes > MAX_HEADER:
-                raise ProtocolError("the AGI header is too long")
-            header.append(decode(raw))
-            return
-        self._header = None
+    def _header_data(self) -> bool:
+        """Take the header off the buffer once its blank line has come, and start the call;
+        False while it is still arriving (or when the call did not start)."""
+        buffer = self._buffer
+        if buffer[:1] == b"\n":
+            end = 0  # no header lines at all (parse_header_block says what is missing)
+        else:
+            end = buffer.find(b"\n\n") + 1  # the header's lines, each with its \n
+            if end == 0:
+                # Not whole yet: what has come must still look like a header.
+                lines = buffer.rfind(b"\n") + 1
+                if lines > MAX_HEADER:
+                    raise ProtocolError("the AGI header is too long")
+                text = decode(bytes(buffer[:lines]))
+                if not header_lines_ok(text):
+                    parse_header_block(text)  # raises, naming the line
+                if len(buffer) - lines > MAX_LINE:
+                    raise ProtocolError(f"a line of more than {MAX_LINE} bytes")
+                return False
+        if end > MAX_HEADER:
+            raise ProtocolError("the AGI header is too long")
+        header = parse_header_block(decode(bytes(buffer[:end])))
+        del buffer[:end + 1]
+        self._in_header = False
         if self._header_timer is not None:
             self._header_timer.cancel()
             self._header_timer = None
-        self.server.start_call(self, parse_header(header))
-
-    def _answer(self, reply: Reply) -> None:
-        pending, self._pending = self._pending, None
-        if pending is None or pending.done():
-            log.warning("%s: an answer to no command (%r), ignored", self.peer, reply.text[:80])
-            return
-        pending.set_result(reply)
+        self.server.start_call(self, header)
+        return not self.closed
 
     def _header_late(self) -> None:
         self._header_timer = None
-        if self._header is not None and not self.closed:
+        if self._in_header and not self.closed:
             log.warning("%s: no complete AGI header within %.0f s; closed", self.peer,
                         self.server.header_timeout)
             self.close()
 
-    def _fail(self, exc: ProtocolError) -> None:
-        log.error("%s: %s; the connection is closed", self.peer, exc)
-        pending, self._pending = self._pending, None
-        if pending is not None and not pending.done():
-            pending.set_exception(exc)
-        self.close()
+    # --- exchanges and commands ------------------------------------------------------------
 
-    # --- commands --------------------------------------------------------------------------
+    def exchange(self, work: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
+        if self._work is not None:
+            work.close()
+            raise RuntimeError("one exchange at a time")
+        done: asyncio.Future[T] = self.loop.create_future()
+        self._work, self._done = work, done
+        self._resume(None, None)  # runs it to its first command
+        return done
 
-    async def command(self, line: str, timeout: float) -> Reply:
+    @types.coroutine
+    def command(self, line: str, timeout: float) -> Generator[object, Reply, Reply]:
         if self.closed or self.transport is None:
             raise LinkClosed("the connection is closed")
-        if self._pending is not None:
+        if self._work is None:
+            raise RuntimeError("an AGI command is sent only inside exchange()")
+        if self._asked:
             raise RuntimeError("one AGI command at a time")
-        loop = self.loop
-        future: asyncio.Future[Reply] = loop.create_future()
-        self._pending = future
         self.transport.write(line.encode() + b"\n")
+        self._asked = True
         # The server's sweeper enforces the deadline (a timer per command costs more).
-        self.deadline = loop.time() + timeout
+        self.deadline = self.loop.time() + timeout
         self._command = line
+        reply: Reply = yield _ASKED  # what `_resume` sends in: the answer
+        return reply
+
+    def _resume(self, answer: Reply | None, error: BaseException | None) -> None:
+        """Run the exchange on with Asterisk's answer (or with `error` raised at its
+        command) until its next command or its end. The first step of an exchange is
+        resumed with neither."""
+        work = self._work
+        if work is None:
+            return
         try:
-            return await future
-        finally:
-            self.deadline = 0.0
-            if self._pending is future:
-                self._pending = None
+            asked = work.send(answer) if error is None else work.throw(error)
+        except StopIteration as end:
+            self._settle(end.value, None)
+        except Exception as exc:
+            self._settle(None, exc)
+        else:
+            if asked is not _ASKED:  # it awaited something other than a command
+                self._asked = False
+                self._resume(None, RuntimeError("an exchange awaits nothing but the link's commands"))
+
+    def _settle(self, result: Any, error: Exception | None) -> None:
+        done = self._done
+        self._work = self._done = None
+        self._asked = False
+        self.deadline = 0.0
+        if done is None or done.done():  # the call's task was cancelled meanwhile
+            return
+        if error is None:
+            done.set_result(result)
+        else:
+            done.set_exception(error)
 
     def overdue(self) -> None:
         """Called by the sweeper when the running command is past its deadline."""
-        future = self._pending
-        if future is not None and not future.done():
-            word = " ".join(self._command.split()[:2])
-            future.set_exception(LinkClosed(f"no answer to {word} in time"))
+        word = " ".join(self._command.split()[:2])
         self.close()
+        if self._asked:
+            self._resume(None, LinkClosed(f"no answer to {word} in time"))
 
     def close(self) -> None:
         if not self.closed and self.transport is not None:
             self.closed = True
             self.transport.close()
+
+
+#: what a command yields to the link while it waits for Asterisk's answer
+_ASKED = object()
 
 
 @dataclass
@@ -215,13 +288,15 @@ class FastAgiServer:
     port: int = 0
     _server: asyncio.Server | None = None
     _sweeper: asyncio.Task[None] | None = None
+    #: the loop it serves on (set by `start`)
+    loop: asyncio.AbstractEventLoop = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.default not in self.routes:
             raise ValueError(f"the default flow '{self.default}' is not among {sorted(self.routes)}")
 
     async def start(self, host: str, port: int) -> asyncio.Server:
-        loop = asyncio.get_running_loop()
+        self.loop = loop = asyncio.get_running_loop()
         # A backlog as deep as the calls allowed: under load the kernel would otherwise drop
         # new connections (the default is 100), and a header resent a second later can
         # miss its deadline.
@@ -264,7 +339,7 @@ class FastAgiServer:
             link.close()
             return
         info = CallInfo.from_header(header, interpreter.flows.entry.languages)
-        task = asyncio.get_running_loop().create_task(self._serve(link, interpreter, info))
+        task = self.loop.create_task(self._serve(link, interpreter, info))
         self.calls[link] = task
 
     async def _serve(self, link: FastAgiLink, interpreter: Interpreter, info: CallInfo) -> None:

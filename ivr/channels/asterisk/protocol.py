@@ -12,6 +12,7 @@ command must be one line, and the next is sent only after the answer to the last
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 #: the longest line we take from Asterisk (its own replies are short; usage text is longer)
@@ -22,6 +23,9 @@ MAX_HEADER = 65_536
 _REPLY = re.compile(r"(\d{3}) result=(\S*)(?: \((.*)\))?(?: endpos=(-?\d+))?\s*$", re.S)
 _CODE = re.compile(r"(\d{3})([ -])")
 _HEADER_LINE = re.compile(r"(agi_[a-z0-9_]+): ?(.*)")
+#: a whole header as `parse_header` takes it, each line ended by `\n`, read in one go
+_HEADER_BLOCK = re.compile(r"(?:agi_[a-z0-9_]+: ?[^\n]*\n)*")
+_HEADER_PAIR = re.compile(r"(agi_[a-z0-9_]+): ?([^\n]*)\n")
 
 
 class ProtocolError(Exception):
@@ -77,6 +81,16 @@ def parse_reply(line: str) -> Reply:
     return Reply(int(code_match.group(1)), text=line)
 
 
+#: how many distinct reply lines are kept parsed
+KNOWN_REPLIES = 1024
+#: one-line replies already parsed, by their bytes with the `\n`, shared by every reader:
+#: a call's replies are mostly the same few lines (`200 result=0 endpos=N` for a prompt
+#: played to its end, `200 result=1`, a key's code), and a Reply cannot be changed.
+#: Replies with data in parentheses (a variable's value, which may be keys a caller
+#: typed) are not kept.
+_KNOWN: dict[bytes, Reply] = {}
+
+
 class ReplyReader:
     """Turns Asterisk's lines, after the header, into replies: a `HANGUP` line is noted
     (the caller has gone) and never taken as an answer; a `520-` block is read to its
@@ -87,6 +101,25 @@ class ReplyReader:
     def __init__(self) -> None:
         self.hung_up = False
         self._block: list[str] | None = None
+
+    def known(self, data: bytes) -> Reply | None:
+        """The reply when `data` is one whole line (with its `\\n`) seen before, and no
+        520 block is being read; else None (`feed_bytes` then reads it)."""
+        return _KNOWN.get(data) if self._block is None else None
+
+    def feed_bytes(self, raw: bytes) -> Reply | None:
+        """`feed` for a line as it came off the socket, without its `\\n`."""
+        if self._block is None:
+            line = decode(raw)
+            if line != "HANGUP" and not (len(line) > 3 and line[3] == "-"):
+                reply = parse_reply(line)
+                if reply.data is None:
+                    if len(_KNOWN) >= KNOWN_REPLIES:
+                        _KNOWN.clear()  # endpos values of interrupted prompts vary: start again
+                    _KNOWN[raw + b"\n"] = reply
+                return reply
+            return self.feed(line)
+        return self.feed(decode(raw))
 
     def feed(self, line: str) -> Reply | None:
         """The reply that `line` completes, or None when it completes none."""
@@ -121,12 +154,29 @@ def parse_header(lines: list[str]) -> dict[str, str]:
         if match is None:
             raise ProtocolError(f"not an AGI header line: {line[:80]!r}")
         header[match.group(1)] = match.group(2)
+    return _checked(header)
+
+
+def parse_header_block(text: str) -> dict[str, str]:
+    """`parse_header` for the lines as they came, each ended by `\\n` (the blank line
+    that ends the header left out): one pass of the regex engine over them all."""
+    if _HEADER_BLOCK.fullmatch(text) is None:
+        return parse_header(text.split("\n")[:-1])  # says which line is wrong
+    return _checked(dict(_HEADER_PAIR.findall(text)))
+
+
+def header_lines_ok(text: str) -> bool:
+    """Whether complete lines of a header still arriving are all `agi_*` lines."""
+    return _HEADER_BLOCK.fullmatch(text) is not None
+
+
+def _checked(header: dict[str, str]) -> dict[str, str]:
     if "agi_network_script" not in header and "agi_request" not in header:
         raise ProtocolError("the AGI header has neither agi_network_script nor agi_request")
     return header
 
 
-def arguments(header: dict[str, str]) -> list[str]:
+def arguments(header: Mapping[str, str]) -> list[str]:
     """`agi_arg_1 ... agi_arg_N`, the dialplan's arguments to AGI()."""
     out: list[str] = []
     while f"agi_arg_{len(out) + 1}" in header:

@@ -10,10 +10,10 @@ import io
 import logging
 import os
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ivr.bank.runtime import open_services
 from ivr.channels.asterisk.call import AgiCall, CallInfo, PromptAudio, describe_caller
@@ -27,6 +27,11 @@ from ivr.flow.model import FlowSet
 from ivr.speech.catalog import Catalog
 
 log = logging.getLogger("ivr.asterisk")
+
+#: new objects between two sweeps of the garbage collector's youngest generation
+GC_THRESHOLD = 70_000
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,10 @@ async def serve_fastagi(settings: Settings, loaded: list[Loaded], prompts: Path 
         # Everything loaded so far lives as long as the process: keep it out of the
         # garbage collector's sweeps, which would otherwise walk it for every call.
         gc.freeze()
+        # A call's objects are freed by their reference counts as it ends; a sweep, by
+        # default every 700 new objects, only walks the objects of the calls in progress
+        # (a tenth of the CPU with 1,000 calls open). Sweep a hundred times less often.
+        gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
         try:
             await serve_until_signalled(server, host, port, drain)
         finally:
@@ -152,6 +161,9 @@ class StdioLink:
             reply = self._replies.feed(raw.rstrip("\n"))
             if reply is not None:
                 return reply
+
+    async def exchange(self, work: Coroutine[Any, Any, T]) -> T:
+        return await work
 
 
 def run_classic_agi(settings: Settings, loaded: Loaded, prompts: Path | None,
