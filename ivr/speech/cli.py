@@ -188,7 +188,11 @@ def play_command(prompt_id: str, folder: Path | None, language: str | None, valu
         return
     for player in PLAYERS:
         if shutil.which(player[0]):
-            subprocess.run([*player, str(target)], check=False)
+            done = subprocess.run([*player, str(target)], check=False, capture_output=True, text=True)
+            if done.returncode != 0:
+                why = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+                raise click.ClickException(f"{player[0]} could not play it ({why}); the prompt is "
+                                           f"in {target}, or use --out FILE")
             return
     click.echo(f"no audio player found (aplay, paplay, play, afplay); the prompt is in {target}",
                err=True)
