@@ -27,6 +27,8 @@ log = logging.getLogger("ivr.engine")
 
 MAX_STEPS_PER_TURN = 1_000
 MAX_SUBFLOW_DEPTH = 16
+#: plain prompts' segments kept per interpreter (a catalog has a few hundred)
+PLAIN_SEGMENTS = 8192
 
 
 class CallEnded(Exception):
@@ -41,14 +43,16 @@ class NeedsServices(FlowRuntimeError):
 class _Call:
     """What verbs see of the call while one turn is being computed."""
 
-    __slots__ = ("_catalog", "_flows", "_media", "_services", "_state", "secrets")
+    __slots__ = ("_catalog", "_flows", "_media", "_plain", "_services", "_state", "secrets")
 
     def __init__(self, state: CallState, flows: FlowSet, catalog: Catalog | None,
-                 services: Services | None) -> None:
+                 services: Services | None, plain: dict[tuple[str, str], Segment]) -> None:
         self._state = state
         self._flows = flows
         self._catalog = catalog
         self._services = services
+        #: the interpreter's segments of prompts with nothing to fill in, by (id, language)
+        self._plain = plain
         self._media: list[Segment] = []
         self.secrets: dict[str, str] = {}
 
@@ -102,15 +106,22 @@ class _Call:
 
     def play(self, prompt: PromptRef) -> None:
         language = self._state.language
-        if self._catalog is None:
-            self._media.append(Segment(prompt.id, language, f"[{prompt.id}]"))
-            return
-        entry = self._catalog.entry(prompt.id, language)
-        # a prompt with nothing to fill in needs no copy of the call's variables
-        variables = self.scope() if entry is not None and entry.fields else {}
-        spoken = self._catalog.render(prompt.id, language, variables)
-        parts = spoken.parts if spoken.parts != (prompt.id,) else ()
-        self._media.append(Segment(prompt.id, language, spoken.text, parts, spoken.complete))
+        key = (prompt.id, language)
+        segment = self._plain.get(key)
+        if segment is None:
+            if self._catalog is None:
+                segment = self._plain[key] = Segment(prompt.id, language, f"[{prompt.id}]")
+            else:
+                entry = self._catalog.entry(prompt.id, language)
+                fields = entry is not None and entry.fields
+                # a prompt with nothing to fill in needs no copy of the call's variables,
+                # and is the same segment on every call
+                spoken = self._catalog.render(prompt.id, language, self.scope() if fields else {})
+                parts = spoken.parts if spoken.parts != (prompt.id,) else ()
+                segment = Segment(prompt.id, language, spoken.text, parts, spoken.complete)
+                if not fields and len(self._plain) < PLAIN_SEGMENTS:
+                    self._plain[key] = segment
+        self._media.append(segment)
 
     def set_variable(self, name: str, value: Any) -> None:
         if name == "language":
@@ -165,6 +176,7 @@ class Interpreter:
         self.services = services
         #: where a call goes when its flow fails at run time (the main flow says)
         self.fallback_queue = flows.entry.fallback_queue
+        self._plain_segments: dict[tuple[str, str], Segment] = {}
 
     def start(
         self, call_id: str, caller: str | None = None, language: str | None = None
@@ -222,7 +234,7 @@ class Interpreter:
               ) -> Generator[Callable[[], Awaitable[Step]], Step, Turn]:
         """One turn, as a generator that yields the work that must be awaited (not yet
         started, so a caller that cannot await starts nothing)."""
-        call = _Call(state, self.flows, self.catalog, self.services)
+        call = _Call(state, self.flows, self.catalog, self.services, self._plain_segments)
         if isinstance(event, CallerHangup):
             state.status = "ended"
             state.end_reason = "caller_hangup"

@@ -59,10 +59,11 @@ class CatalogEntry:
     voice: Mapping[str, Any] = field(default_factory=dict)
     #: the text cut at its placeholders: literal pieces (str) and fields, in order
     pieces: tuple[str | Field, ...] = ()
+    #: the placeholders among `pieces` (worked out once: rendering asks on every call)
+    fields: tuple[Field, ...] = field(init=False, repr=False, compare=False)
 
-    @property
-    def fields(self) -> tuple[Field, ...]:
-        return tuple(p for p in self.pieces if isinstance(p, Field))
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fields", tuple(p for p in self.pieces if isinstance(p, Field)))
 
     def audio_pieces(self) -> Iterator[tuple[str, str]]:
         """(audio id, text) for each file this prompt's own words are rendered to."""

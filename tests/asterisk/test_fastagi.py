@@ -333,22 +333,32 @@ async def test_a_failing_handler_hands_the_call_back_and_the_server_goes_on(
         server: FastAgiServer, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
     interpreter = server.routes["hotline"]
-    original = interpreter.advance_async
+    original, original_sync = interpreter.advance_async, interpreter.advance
     calls = {"n": 0}
 
-    async def failing(state: CallState, event: Event | None = None) -> Turn:
+    def a_bug_in_the_second_turn() -> None:
         calls["n"] += 1
         if calls["n"] == 2:
             raise RuntimeError("a bug")
+
+    async def failing(state: CallState, event: Event | None = None) -> Turn:
+        a_bug_in_the_second_turn()
         return await original(state, event)
 
+    def failing_sync(state: CallState, event: Event | None = None) -> Turn:
+        a_bug_in_the_second_turn()
+        return original_sync(state, event)
+
+    # Turns that need no bank run inside the exchange, through advance.
     monkeypatch.setattr(interpreter, "advance_async", failing)
+    monkeypatch.setattr(interpreter, "advance", failing_sync)
     record = await AsteriskPeer("127.0.0.1", server.port, time_scale=0.01).call(
         "hotline", caller=CALLER, actions=[Press("1")])
     assert record.closed_by_server
     assert record.agistatus == "SUCCESS" and not record.variables.get("IVR_RESULT")  # to agents
     assert any("a bug" in (r.exc_text or "") or r.exc_info for r in caplog.records)
     monkeypatch.setattr(interpreter, "advance_async", original)
+    monkeypatch.setattr(interpreter, "advance", original_sync)
     await a_normal_call(server)
 
 

@@ -2,9 +2,10 @@
 
 The same code serves FastAGI (one coroutine a call on the server's event loop)
 and classic AGI (a process a call on stdin/stdout): it talks to a `Link`. The
-commands between two turns of the flow (a gather, or the call's last prompts and
-its result) are one exchange: a coroutine that awaits nothing but the link's
-commands, which the FastAGI link runs straight from the bytes Asterisk sends.
+call's commands, and the turns of the flow between them, are one exchange up to
+a turn that talks to the bank or the switch: a coroutine that awaits nothing but
+the link's commands, which the FastAGI link runs straight from the bytes Asterisk
+sends. The call's task wakes only for the bank.
 
 Media and keys, as a real Asterisk behaves (see DESIGN.md): keys that arrive
 between two commands are thrown away, so every prompt before a wait is played
@@ -42,7 +43,7 @@ from typing import Any, Protocol, TypeVar
 from ivr.bank.phones import normalise_phone
 from ivr.bank.secrets import mask_phone
 from ivr.channels.asterisk.protocol import LinkClosed, ProtocolError, Reply, arguments, command, quote
-from ivr.engine.interpreter import Interpreter
+from ivr.engine.interpreter import Interpreter, NeedsServices
 from ivr.engine.state import CallState
 from ivr.engine.turn import (
     CallerHangup,
@@ -246,13 +247,17 @@ class AgiCall:
             state = self.interpreter.start(info.call_id, caller=info.caller, language=info.language)
             self.state = state
             turn = await self.interpreter.advance_async(state)
-            while isinstance(turn.wait, Gather):
-                event = await self.link.exchange(self.gather(turn.media, turn.wait))
-                turn = await self.interpreter.advance_async(state, event)
-                if isinstance(event, CallerHangup):
+            while True:
+                played = await self.link.exchange(self.play_turns(turn))
+                if played is True:
+                    break
+                if played is False:
+                    self.outcome = await self._lost("the caller hung up during the last prompts")
+                    break
+                turn = await self.interpreter.advance_async(state, played)
+                if isinstance(played, CallerHangup):
                     self.outcome = "caller_hangup"
-                    return self.outcome
-            await self.finish(turn)
+                    break
         except (LinkClosed, ConnectionError) as exc:
             self.outcome = await self._lost(f"link lost: {exc}" if str(exc) else "link lost")
         except ProtocolError as exc:
@@ -271,13 +276,29 @@ class AgiCall:
                               self.info.call_id)
         return "caller_hangup"
 
-    async def finish(self, turn: Turn) -> None:
-        """The call leaves the flow: its last prompts, then the dialplan takes over."""
-        if not await self.link.exchange(self.leave(turn)):
-            self.outcome = await self._lost("the caller hung up during the last prompts")
+    async def play_turns(self, turn: Turn) -> Event | bool:
+        """One exchange: `turn` played to the caller, and the turns after it as long as
+        they need neither the bank nor the switch (those are computed here, so that the
+        call's task wakes only for the bank). Returns the caller's event that the next
+        turn must await the bank for, or their hang-up (the task then ends the flow with
+        it); True when the call has left the flow to the dialplan, False when the caller
+        hung up during its last prompts."""
+        state = self.state
+        assert state is not None
+        while isinstance(turn.wait, Gather):
+            event = await self.gather(turn.media, turn.wait)
+            if isinstance(event, CallerHangup):
+                return event
+            try:
+                turn = self.interpreter.advance(state, event)
+            except NeedsServices:  # nothing of the turn happened: the task runs it
+                return event
+        return await self.leave(turn)
 
     async def leave(self, turn: Turn) -> bool:
-        """`finish`'s commands; False when the caller hangs up during the last prompts."""
+        """The call leaves the flow: its last prompts, then the result for the dialplan
+        (which takes over when the socket closes); False when the caller hangs up during
+        the last prompts."""
         wait = turn.wait
         for segment in turn.media:
             if await self.play(segment) is None:

@@ -53,8 +53,10 @@ log = logging.getLogger("ivr.fastagi")
 T = TypeVar("T")
 
 HEADER_TIMEOUT = 5.0
-#: how often command deadlines are checked (a command may overrun by this much)
-SWEEP = 0.25
+#: the longest between two checks of the deadlines (headers and commands); shorter
+#: timeouts are checked four times in their length, so none is overrun by more than 1 s
+#: or a quarter of itself
+SWEEP = 1.0
 #: the least listen backlog (the kernel caps it at net.core.somaxconn)
 BACKLOG = 1024
 
@@ -63,7 +65,7 @@ class FastAgiLink(asyncio.Protocol):
     """One Asterisk connection: reads the header, then runs one command at a time.
 
     The call's coroutine runs in a task of its own and hands the link one exchange at a
-    time (`exchange`): the commands of a gather, or the call's last prompts. The link
+    time (`exchange`): the call's commands up to a turn that needs the bank. The link
     runs an exchange itself: each answer resumes it straight from `data_received`, and
     it writes the next command there, as a callback-driven server would; the task
     wakes once per exchange, not once per command.
@@ -81,9 +83,9 @@ class FastAgiLink(asyncio.Protocol):
         self._asked = False
         self._replies = ReplyReader()
         self.closed = False
-        self._header_timer: asyncio.TimerHandle | None = None
         self.peer = "?"
-        #: loop time by which the running command must be answered (0: none running)
+        #: loop time by which the header or the running command must have come (0: none
+        #: awaited); the server's sweeper checks it (a timer per command costs more)
         self.deadline = 0.0
         self._command = ""
 
@@ -100,8 +102,7 @@ class FastAgiLink(asyncio.Protocol):
         self.loop = self.server.loop
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
-        self._header_timer = self.loop.call_later(
-            self.server.header_timeout, self._header_late)
+        self.deadline = self.loop.time() + self.server.header_timeout
 
     def data_received(self, data: bytes) -> None:
         buffer = self._buffer
@@ -149,8 +150,7 @@ class FastAgiLink(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if self._header_timer is not None:
-            self._header_timer.cancel()
+        self.deadline = 0.0
         self._resume(None, LinkClosed("Asterisk closed the connection"))
         self.server.forget(self)
         # The transport holds this link too: let both go with their reference counts
@@ -183,18 +183,10 @@ class FastAgiLink(asyncio.Protocol):
         header = parse_header_block(decode(bytes(buffer[:end])))
         del buffer[:end + 1]
         self._in_header = False
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
+        self.deadline = 0.0
         self.server.start_call(self, header)
         return not self.closed
 
-    def _header_late(self) -> None:
-        self._header_timer = None
-        if self._in_header and not self.closed:
-            log.warning("%s: no complete AGI header within %.0f s; closed", self.peer,
-                        self.server.header_timeout)
-            self.close()
 
     # --- exchanges and commands ------------------------------------------------------------
 
@@ -254,8 +246,16 @@ class FastAgiLink(asyncio.Protocol):
             done.set_exception(error)
 
     def overdue(self) -> None:
-        """Called by the sweeper when the running command is past its deadline."""
+        """Called by the sweeper when the header or the running command is past its
+        deadline: the connection is closed (Asterisk goes on in the dialplan)."""
+        self.deadline = 0.0
+        if self._in_header:
+            log.warning("%s: no complete AGI header within %g s; closed", self.peer,
+                        self.server.header_timeout)
+            self.close()
+            return
         word = " ".join(self._command.split()[:2])
+        log.warning("%s: no answer to %s in time; the call is closed", self.peer, word)
         self.close()
         if self._asked:
             self._resume(None, LinkClosed(f"no answer to {word} in time"))
@@ -307,15 +307,14 @@ class FastAgiServer:
         return self._server
 
     async def _sweep(self) -> None:
-        """Close the calls whose command is past its deadline, twice a second."""
+        """Close the connections whose header or command is past its deadline."""
         loop = asyncio.get_running_loop()
+        period = min(SWEEP, self.header_timeout / 4, self.command_timeout / 4)
         while True:
-            await asyncio.sleep(SWEEP)
+            await asyncio.sleep(period)
             now = loop.time()
-            for link in list(self.calls):
-                if link.deadline and link.deadline < now:
-                    log.warning("%s: no answer to a command in time; the call is closed", link.peer)
-                    link.overdue()
+            for link in [link for link in self.links if 0 < link.deadline < now]:
+                link.overdue()
 
     def _link(self) -> FastAgiLink:
         link = FastAgiLink(self)

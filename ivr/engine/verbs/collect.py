@@ -33,6 +33,7 @@ Outcomes:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -64,16 +65,17 @@ class CollectParams:
     invalid_prompt: tuple[PromptRef, ...] = p.param(p.prompts, "prompt ids", default=())
     secret: bool = p.param(p.boolean, "true or false", default=False)
 
-
-def _gather(params: CollectParams) -> Gather:
-    return Gather(
-        min_digits=params.min_digits,
-        max_digits=params.max_digits,
-        first_digit_timeout=params.timeout,
-        inter_digit_timeout=params.inter_digit_timeout,
-        terminator=params.terminator,
-        secret=params.secret,
-    )
+    @functools.cached_property
+    def gather(self) -> Gather:
+        """How the caller's keys are waited for (made once: the parameters do not change)."""
+        return Gather(
+            min_digits=self.min_digits,
+            max_digits=self.max_digits,
+            first_digit_timeout=self.timeout,
+            inter_digit_timeout=self.inter_digit_timeout,
+            terminator=self.terminator,
+            secret=self.secret,
+        )
 
 
 @register
@@ -106,7 +108,7 @@ class Collect(Verb[CollectParams]):
 
     def run(self, node: Node, params: CollectParams, call: Call) -> Step:
         call.reset(node.id)
-        return ask(call, params.prompt, _gather(params))
+        return ask(call, params.prompt, params.gather)
 
     def resume(self, node: Node, params: CollectParams, call: Call, event: Event) -> Step:
         if isinstance(event, NoInput):
@@ -125,4 +127,4 @@ class Collect(Verb[CollectParams]):
             apology = params.invalid_prompt
         else:
             raise TypeError(f"collect cannot take {event!r}")
-        return retry_or_fail(call, node, params.retries, apology, params.prompt, _gather(params))
+        return retry_or_fail(call, node, params.retries, apology, params.prompt, params.gather)

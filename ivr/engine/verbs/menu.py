@@ -23,6 +23,7 @@ Outcomes:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -44,16 +45,17 @@ class MenuParams:
     no_input_prompt: tuple[PromptRef, ...] = p.param(p.prompts, "prompt ids", default=())
     no_match_prompt: tuple[PromptRef, ...] = p.param(p.prompts, "prompt ids", default=())
 
-
-def _gather(params: MenuParams) -> Gather:
-    longest = max(len(k) for k in [key for key, _ in params.options] + [params.agent_key])
-    return Gather(
-        min_digits=1,
-        max_digits=longest,
-        first_digit_timeout=params.timeout,
-        inter_digit_timeout=2.0,
-        terminator="#" if longest > 1 else "",
-    )
+    @functools.cached_property
+    def gather(self) -> Gather:
+        """How the caller's keys are waited for (made once: the parameters do not change)."""
+        longest = max(len(k) for k in [key for key, _ in self.options] + [self.agent_key])
+        return Gather(
+            min_digits=1,
+            max_digits=longest,
+            first_digit_timeout=self.timeout,
+            inter_digit_timeout=2.0,
+            terminator="#" if longest > 1 else "",
+        )
 
 
 @register
@@ -78,7 +80,7 @@ class Menu(Verb[MenuParams]):
 
     def run(self, node: Node, params: MenuParams, call: Call) -> Step:
         call.reset(node.id)
-        return ask(call, params.prompt, _gather(params))
+        return ask(call, params.prompt, params.gather)
 
     def resume(self, node: Node, params: MenuParams, call: Call, event: Event) -> Step:
         if isinstance(event, Digits):
@@ -94,4 +96,4 @@ class Menu(Verb[MenuParams]):
             apology = params.no_input_prompt
         else:
             raise TypeError(f"menu cannot take {event!r}")
-        return retry_or_fail(call, node, params.retries, apology, params.prompt, _gather(params))
+        return retry_or_fail(call, node, params.retries, apology, params.prompt, params.gather)
