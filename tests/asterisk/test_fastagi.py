@@ -251,6 +251,27 @@ async def test_a_half_sent_header_does_not_stop_the_server(
         await wait_until_idle(server)
 
 
+async def test_deadlines_are_checked_only_while_something_waits(
+        engine: AsyncEngine, settings: Settings, demo: dict[str, DemoCustomer],
+        prompt_folder: Path) -> None:
+    async with fastagi(engine, settings, prompt_folder, header_timeout=0.4,
+                       command_timeout=0.4) as server:
+        assert server.sweep_at == float("inf")  # nothing to check: no wake-ups at all
+        reader, writer = await raw(server)
+        writer.write(header_bytes("hotline", caller=CALLER))
+        await reader.readline()  # a prompt is out: its deadline is watched
+        assert server.sweep_at < float("inf")
+        writer.close()
+        await wait_until_idle(server)
+        await a_normal_call(server)
+        # Once the last deadline has passed with nobody waiting, the server stops checking.
+        for _ in range(100):
+            if server.sweep_at == float("inf"):
+                break
+            await asyncio.sleep(0.05)
+        assert server.sweep_at == float("inf")
+
+
 async def test_non_utf8_bytes_in_the_header_are_kept_not_fatal(server: FastAgiServer) -> None:
     header = header_bytes("hotline", caller=CALLER, caller_name="\ufffd").replace(
         "\ufffd".encode(), b"\xff\xfe")

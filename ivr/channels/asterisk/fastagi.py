@@ -53,9 +53,8 @@ log = logging.getLogger("ivr.fastagi")
 T = TypeVar("T")
 
 HEADER_TIMEOUT = 5.0
-#: the longest between two checks of the deadlines (headers and commands); shorter
-#: timeouts are checked four times in their length, so none is overrun by more than 1 s
-#: or a quarter of itself
+#: the least time between two checks of the deadlines (headers and commands), so that a
+#: deadline may be overrun by up to this much (or a quarter of a shorter timeout)
 SWEEP = 1.0
 #: the least listen backlog (the kernel caps it at net.core.somaxconn)
 BACKLOG = 1024
@@ -102,7 +101,8 @@ class FastAgiLink(asyncio.Protocol):
         self.loop = self.server.loop
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
-        self.deadline = self.loop.time() + self.server.header_timeout
+        self.deadline = deadline = self.loop.time() + self.server.header_timeout
+        self.server.watch(deadline)
 
     def data_received(self, data: bytes) -> None:
         buffer = self._buffer
@@ -209,8 +209,10 @@ class FastAgiLink(asyncio.Protocol):
             raise RuntimeError("one AGI command at a time")
         self.transport.write(line.encode() + b"\n")
         self._asked = True
-        # The server's sweeper enforces the deadline (a timer per command costs more).
-        self.deadline = self.loop.time() + timeout
+        # The server's sweep enforces the deadline (a timer per command costs more).
+        self.deadline = deadline = self.loop.time() + timeout
+        if deadline < self.server.sweep_at:
+            self.server.watch(deadline)
         self._command = line
         reply: Reply = yield _ASKED  # what `_resume` sends in: the answer
         return reply
@@ -287,7 +289,10 @@ class FastAgiServer:
     #: the port it listens on (the one the system chose, for port 0)
     port: int = 0
     _server: asyncio.Server | None = None
-    _sweeper: asyncio.Task[None] | None = None
+    #: loop time of the next check of the deadlines (inf: none is due)
+    sweep_at: float = float("inf")
+    _sweep_timer: asyncio.TimerHandle | None = None
+    _sweep_period: float = SWEEP
     #: the loop it serves on (set by `start`)
     loop: asyncio.AbstractEventLoop = field(init=False, repr=False)
 
@@ -303,18 +308,37 @@ class FastAgiServer:
         self._server = await loop.create_server(self._link, host, port, reuse_address=True,
                                                 backlog=max(BACKLOG, self.max_calls))
         self.port = int(self._server.sockets[0].getsockname()[1])
-        self._sweeper = loop.create_task(self._sweep())
+        self._sweep_period = min(SWEEP, self.header_timeout / 4, self.command_timeout / 4)
         return self._server
 
-    async def _sweep(self) -> None:
-        """Close the connections whose header or command is past its deadline."""
-        loop = asyncio.get_running_loop()
-        period = min(SWEEP, self.header_timeout / 4, self.command_timeout / 4)
-        while True:
-            await asyncio.sleep(period)
-            now = loop.time()
-            for link in [link for link in self.links if 0 < link.deadline < now]:
+    def watch(self, deadline: float) -> None:
+        """A link's new deadline comes before the next sweep: sweep at the deadline (but
+        not sooner than a period from now). Sweeps are as rare as the deadlines allow: none
+        while nothing waits, about one per command timeout while calls are answered."""
+        at = max(deadline, self.loop.time() + self._sweep_period)
+        if at < self.sweep_at:
+            if self._sweep_timer is not None:
+                self._sweep_timer.cancel()
+            self.sweep_at = at
+            self._sweep_timer = self.loop.call_at(at, self._sweep)
+
+    def _sweep(self) -> None:
+        """Close the connections whose header or command is past its deadline, then plan
+        the next sweep for the earliest deadline left."""
+        self._sweep_timer = None
+        self.sweep_at = float("inf")
+        now = self.loop.time()
+        earliest = float("inf")
+        for link in list(self.links):
+            deadline = link.deadline
+            if not deadline:
+                continue
+            if deadline <= now:
                 link.overdue()
+            elif deadline < earliest:
+                earliest = deadline
+        if earliest < float("inf"):
+            self.watch(earliest)
 
     def _link(self) -> FastAgiLink:
         link = FastAgiLink(self)
@@ -374,8 +398,9 @@ class FastAgiServer:
             task.cancel()
         if left:
             await asyncio.wait(left, timeout=5)
-        if self._sweeper is not None:
-            self._sweeper.cancel()
+        if self._sweep_timer is not None:
+            self._sweep_timer.cancel()
+            self._sweep_timer = None
         if self._server is not None:
             await self._server.wait_closed()
         return len(left)
