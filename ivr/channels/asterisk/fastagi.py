@@ -187,7 +187,6 @@ class FastAgiLink(asyncio.Protocol):
         self.server.start_call(self, header)
         return not self.closed
 
-
     # --- exchanges and commands ------------------------------------------------------------
 
     def exchange(self, work: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
