@@ -95,7 +95,6 @@ class Catalog:
         self.root = root
         self.styles = dict(styles or {})
         self.voices = {lang: dict(v) for lang, v in (voices or {}).items()}
-        self._plain: dict[tuple[str, str], Spoken] = {}
 
     @property
     def languages(self) -> tuple[str, ...]:
@@ -147,12 +146,8 @@ class Catalog:
         entry = self.entry(prompt_id, language)
         if entry is None:
             return Spoken(f"[{prompt_id}]", (prompt_id,), complete=False)
-        if not entry.fields:
-            key = (prompt_id, language)
-            spoken = self._plain.get(key)
-            if spoken is None:
-                spoken = self._plain[key] = Spoken(entry.text, (prompt_id,))
-            return spoken
+        if not entry.fields:  # the interpreter keeps these per prompt and language
+            return Spoken(entry.text, (prompt_id,))
         texts: list[str] = []
         parts: list[str] = []
         complete = True
