@@ -36,6 +36,9 @@ class Prepared:
         self._dbapi_error = dialect.loaded_dbapi.Error
 
     def _value(self, value: Any) -> Any:
+        kind = type(value)
+        if kind is str or kind is int or value is None:
+            return value  # most values, as they are
         if isinstance(value, dict):
             return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
         if self._sqlite:

@@ -96,6 +96,7 @@ _CREDIT = (
     .returning(Account.balance)
 )
 _ACCOUNT_STATUS = select(Account.status).where(Account.id == bindparam("account"))
+_RATE = select(FxRate.buy, FxRate.sell).where(FxRate.currency == bindparam("currency"))
 _JOURNAL_LINE = insert(JournalLine).values(
     transaction_id=bindparam("tx"), account_id=bindparam("account"), amount=bindparam("amount"),
     balance_after=bindparam("after"), memo=bindparam("memo"), created_at=bindparam("now"),
@@ -130,6 +131,7 @@ class LedgerSwitch:
         self._credit = Prepared(_CREDIT, dialect)
         self._account_status = Prepared(_ACCOUNT_STATUS, dialect)
         self._journal_line = Prepared(_JOURNAL_LINE, dialect)
+        self._rate = Prepared(_RATE, dialect)
         self._handlers: dict[type, Callable[[Any], Any]] = {
             api.BalanceInquiry: self._balance,
             api.RecentTransactions: self._recent,
@@ -207,11 +209,10 @@ class LedgerSwitch:
         currency = request.currency.upper()
 
         def unit(conn: Connection) -> api.Result:
-            row = conn.execute(
-                select(FxRate.buy, FxRate.sell).where(FxRate.currency == currency)).first()
+            row = self._rate.first(conn, {"currency": currency})
             if row is None:
                 return Declined(Decline.currency_not_quoted)
-            return api.Quote(currency, row.buy, row.sell)
+            return api.Quote(currency, int(row[0]), int(row[1]))
 
         return await self.units.transaction(unit, durable=False)  # a read: nothing to sync
 
