@@ -131,6 +131,10 @@ class Bank:
     async def _read(self, unit: Callable[[Connection], R]) -> R:
         return await self.units.transaction(unit, durable=False)
 
+    async def _read_one(self, unit: Callable[[Connection], R]) -> R:
+        """A read of one statement (no transaction around it on PostgreSQL)."""
+        return await self.units.transaction(unit, durable=False, one_statement=True)
+
     def card_hash(self, pan: str) -> str:
         return lookup_hash(self._key, "card", pan)
 
@@ -148,7 +152,7 @@ class Bank:
         return result
 
     async def _identify(self, by: IdentifyBy, keys: str) -> Identified | NotIdentified:
-        return await self._read(lambda conn: self._identify_in(conn, by, keys))
+        return await self._read_one(lambda conn: self._identify_in(conn, by, keys))
 
     def _identify_in(self, conn: Connection, by: IdentifyBy, keys: str) -> Identified | NotIdentified:
         if by == "card":
@@ -203,14 +207,14 @@ class Bank:
         e164 = normalise_phone(caller)
         if e164 is None:
             return None
-        ids = await self._read(lambda conn: self._phone_owners.run(conn, {"e164": e164}).fetchmany(2))
+        ids = await self._read_one(lambda conn: self._phone_owners.run(conn, {"e164": e164}).fetchmany(2))
         return int(ids[0][0]) if len(ids) == 1 else None
 
     # --- the phone PIN -------------------------------------------------------------------
 
     @_answering
     async def authenticate(self, customer_id: int, pin: str, call_id: str = "") -> AuthResult:
-        row = await self._read(lambda conn: conn.execute(
+        row = await self._read_one(lambda conn: conn.execute(
             select(PhoneCredential.pin_hash, PhoneCredential.locked_at)
             .where(PhoneCredential.customer_id == customer_id)
         ).first())

@@ -114,20 +114,29 @@ class Units:
             self._jobs: queue.SimpleQueue[_Job | str | None] = queue.SimpleQueue()
             self._worker = threading.Thread(target=self._work, name="ledger-writer", daemon=True)
             self._worker.start()
+        else:
+            #: the same pool, each statement its own transaction
+            self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     @property
     def dialect_for_units(self) -> Dialect:
         """The dialect of the connections units receive (to compile statements for them)."""
         return self._sync.dialect if self._threaded else self.engine.dialect
 
-    async def transaction(self, unit: Callable[[Connection], R], durable: bool = True) -> R:
+    async def transaction(self, unit: Callable[[Connection], R], durable: bool = True,
+                          one_statement: bool = False) -> R:
         """Run `unit` in a transaction: committed if it returns, rolled back if it raises.
 
         `durable=False` (on SQLite) lets a group of such units commit without syncing
         to disk (synchronous=NORMAL: a power cut may lose the last of them, never
         corrupt the file); a group with any durable unit is synced, as by default.
         Such a unit runs at once on this thread when the writer is idle and the event
-        loop has little else to do.
+        loop has little else to do. On PostgreSQL it is committed without waiting for
+        the flush to disk (synchronous_commit off for its transaction).
+
+        `one_statement`: the unit runs a single statement, atomic by itself. On
+        PostgreSQL it then runs without BEGIN and COMMIT around it: one round trip to
+        the server instead of three or four.
         """
         if self._threaded:
             if not durable and not self._writing and self._jobs.empty() \
@@ -142,7 +151,12 @@ class Units:
             future: asyncio.Future[R] = loop.create_future()
             self._jobs.put((unit, loop, future, durable))
             return await future
+        if one_statement:
+            async with self._autocommit.connect() as conn:
+                return await conn.run_sync(unit)
         async with self.engine.begin() as conn:
+            if not durable:
+                await conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
             return await conn.run_sync(unit)
 
     def _loop_is_free(self) -> bool:

@@ -189,7 +189,7 @@ class LedgerSwitch:
                 for r in rows
             ))
 
-        return await self.units.transaction(unit, durable=False)  # a read: nothing to sync
+        return await self.units.transaction(unit, durable=False, one_statement=True)  # a read
 
     async def _recent(self, request: api.RecentTransactions) -> api.Result:
         def unit(conn: Connection) -> api.Result:
@@ -203,7 +203,7 @@ class LedgerSwitch:
             return api.Statement(tuple(
                 api.StatementLine(r.created_at.date(), r.amount, r.memo) for r in rows))
 
-        return await self.units.transaction(unit, durable=False)  # a read: nothing to sync
+        return await self.units.transaction(unit, durable=False, one_statement=True)  # a read
 
     async def _quote(self, request: api.FxQuote) -> api.Result:
         currency = request.currency.upper()
@@ -214,7 +214,7 @@ class LedgerSwitch:
                 return Declined(Decline.currency_not_quoted)
             return api.Quote(currency, int(row[0]), int(row[1]))
 
-        return await self.units.transaction(unit, durable=False)  # a read: nothing to sync
+        return await self.units.transaction(unit, durable=False, one_statement=True)  # a read
 
     # --- the idempotent frame of every request that changes something ------------
 

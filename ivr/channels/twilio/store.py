@@ -7,9 +7,10 @@ only if the call is still at the step it claimed. A repeated webhook finds the
 TwiML stored for its step and gets it again; nothing runs twice.
 
 Each operation is one unit of work on prepared statements (`Units`, shared with
-the ledger): one thread hop on SQLite, `run_sync` on PostgreSQL. On SQLite a
-call's steps are committed without syncing to disk: calls in progress do not
-outlive a power cut (money does: the ledger's units are synced).
+the ledger), committed without syncing to disk: calls in progress do not outlive
+a power cut (money does: the ledger's units are synced). On PostgreSQL each
+operation is a single statement (the move and its TwiML in one, through a
+data-modifying WITH), run without BEGIN and COMMIT: one round trip to the server.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, or_, select, update
+from sqlalchemy import Connection, Integer, Text, bindparam, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -85,6 +86,22 @@ _MOVE_UNCLAIMED = (
             finished=bindparam("finished"), claimed_step=None, claimed_at=None,
             updated_at=bindparam("at"))
 )
+# On PostgreSQL, a new call with its first TwiML, and a move with the next step's
+# TwiML, each in one statement: the step is written only if the call row was.
+_NEW_CALL_AND_STEP = (
+    lambda call: insert(TwilioStep).from_select(
+        ["call_sid", "step", "twiml"],
+        select(call.c.call_sid, bindparam("step", type_=Integer), bindparam("twiml", type_=Text)))
+)(_NEW_CALL.returning(TwilioCall.call_sid).cte("call"))
+
+
+def _move_and_step(move: Any) -> Any:
+    moved = move.returning(TwilioCall.call_sid).cte("moved")
+    return insert(TwilioStep).from_select(
+        ["call_sid", "step", "twiml"],
+        select(moved.c.call_sid, bindparam("next", type_=Integer), bindparam("twiml", type_=Text)))
+
+
 _FINISH = (update(TwilioCall)
            .where(TwilioCall.call_sid == bindparam("sid"), TwilioCall.step == bindparam("step"),
                   TwilioCall.finished.is_(False))
@@ -109,6 +126,12 @@ class CallStore:
         self._claim, self._release = Prepared(_CLAIM, dialect), Prepared(_RELEASE, dialect)
         self._move, self._finish = Prepared(_MOVE, dialect), Prepared(_FINISH, dialect)
         self._move_unclaimed = Prepared(_MOVE_UNCLAIMED, dialect)
+        #: one statement for the two of `begin` and of `advance` (PostgreSQL)
+        self._combined = dialect.name == "postgresql"
+        if self._combined:
+            self._new_call_and_step = Prepared(_NEW_CALL_AND_STEP, dialect)
+            self._move_and_step = Prepared(_move_and_step(_MOVE), dialect)
+            self._move_unclaimed_and_step = Prepared(_move_and_step(_MOVE_UNCLAIMED), dialect)
 
     def close(self) -> None:
         self.units.close()
@@ -119,14 +142,14 @@ class CallStore:
             found = self._served.one_value(conn, {"sid": call_sid, "step": step})
             return None if found is None else str(found)
 
-        return await self.units.transaction(unit, durable=False)
+        return await self.units.transaction(unit, durable=False, one_statement=True)
 
     async def load(self, call_sid: str) -> StoredCall | None:
         def unit(conn: Connection) -> StoredCall | None:
             row = self._load.first(conn, {"sid": call_sid})
             return None if row is None else StoredCall(int(row[0]), _json(row[1]), bool(row[2]))
 
-        return await self.units.transaction(unit, durable=False)
+        return await self.units.transaction(unit, durable=False, one_statement=True)
 
     async def begin(self, call_sid: str, state: dict[str, Any], finished: bool, twiml: str,
                     now: dt.datetime) -> tuple[str, bool]:
@@ -134,13 +157,18 @@ class CallStore:
         worker stored it first, (theirs, False)."""
         at = naive_utc(now)
 
+        values = {"sid": call_sid, "state": state, "finished": finished, "at": at, "step": 1,
+                  "twiml": twiml}
+
         def unit(conn: Connection) -> None:
-            self._new_call.run(conn, {"sid": call_sid, "state": state, "finished": finished,
-                                      "at": at})
-            self._new_step.run(conn, {"sid": call_sid, "step": 1, "twiml": twiml})
+            if self._combined:
+                self._new_call_and_step.run(conn, values)
+                return
+            self._new_call.run(conn, values)
+            self._new_step.run(conn, values)
 
         try:
-            await self.units.transaction(unit, durable=False)
+            await self.units.transaction(unit, durable=False, one_statement=self._combined)
         except IntegrityError:
             stored = await self.served(call_sid, 1)
             if stored is None:
@@ -158,11 +186,12 @@ class CallStore:
             state = self._claim.one_value(conn, values)
             return None if state is None else StoredCall(step, _json(state), False, at)
 
-        return await self.units.transaction(unit, durable=False)
+        return await self.units.transaction(unit, durable=False, one_statement=True)
 
     async def release(self, call_sid: str, step: int) -> None:
         await self.units.transaction(
-            lambda conn: self._release.run(conn, {"sid": call_sid, "step": step}), durable=False)
+            lambda conn: self._release.run(conn, {"sid": call_sid, "step": step}), durable=False,
+            one_statement=True)
 
     async def advance(self, call_sid: str, step: int, state: dict[str, Any], finished: bool,
                       twiml: str, now: dt.datetime, claimed_at: dt.datetime | None) -> bool:
@@ -170,18 +199,22 @@ class CallStore:
         `claim`), only while this worker's claim holds; without, only if nobody holds
         one. False if the call had moved, ended, or the claim was lost."""
         at = naive_utc(now)
-        move = self._move if claimed_at is not None else self._move_unclaimed
+        values = {"sid": call_sid, "step": step, "state": state, "finished": finished, "at": at,
+                  "stale": at - CLAIM_EXPIRES, "mark": claimed_at, "next": step + 1, "twiml": twiml}
 
         def unit(conn: Connection) -> None:
-            moved = move.run(conn, {"sid": call_sid, "step": step, "state": state,
-                                    "finished": finished, "at": at, "stale": at - CLAIM_EXPIRES,
-                                    "mark": claimed_at})
-            if moved.rowcount != 1:
+            if self._combined:
+                both = self._move_and_step if claimed_at is not None else self._move_unclaimed_and_step
+                if both.run(conn, values).rowcount != 1:
+                    raise _Moved  # the call was not moved, so no step was written
+                return
+            move = self._move if claimed_at is not None else self._move_unclaimed
+            if move.run(conn, values).rowcount != 1:
                 raise _Moved  # rolls the unit back
             self._new_step.run(conn, {"sid": call_sid, "step": step + 1, "twiml": twiml})
 
         try:
-            await self.units.transaction(unit, durable=False)
+            await self.units.transaction(unit, durable=False, one_statement=self._combined)
         except (_Moved, IntegrityError):
             return False
         return True
@@ -193,4 +226,4 @@ class CallStore:
                                            "at": naive_utc(now)})
             return bool(done.rowcount == 1)
 
-        return await self.units.transaction(unit, durable=False)
+        return await self.units.transaction(unit, durable=False, one_statement=True)
