@@ -131,12 +131,12 @@ class Units:
         to disk (synchronous=NORMAL: a power cut may lose the last of them, never
         corrupt the file); a group with any durable unit is synced, as by default.
         Such a unit runs at once on this thread when the writer is idle and the event
-        loop has little else to do. On PostgreSQL it is committed without waiting for
-        the flush to disk (synchronous_commit off for its transaction).
+        loop has little else to do. On PostgreSQL its transaction is committed
+        without waiting for the flush to disk (synchronous_commit off).
 
         `one_statement`: the unit runs a single statement, atomic by itself. On
-        PostgreSQL it then runs without BEGIN and COMMIT around it: one round trip to
-        the server instead of three or four.
+        PostgreSQL it then runs without BEGIN and COMMIT around it (one round trip to
+        the server instead of three or four), committed as the server's settings say.
         """
         if self._threaded:
             if not durable and not self._writing and self._jobs.empty() \
