@@ -86,20 +86,15 @@ _MOVE_UNCLAIMED = (
             finished=bindparam("finished"), claimed_step=None, claimed_at=None,
             updated_at=bindparam("at"))
 )
-# On PostgreSQL, a new call with its first TwiML, and a move with the next step's
-# TwiML, each in one statement: the step is written only if the call row was.
-_NEW_CALL_AND_STEP = (
-    lambda call: insert(TwilioStep).from_select(
-        ["call_sid", "step", "twiml"],
-        select(call.c.call_sid, bindparam("step", type_=Integer), bindparam("twiml", type_=Text)))
-)(_NEW_CALL.returning(TwilioCall.call_sid).cte("call"))
 
 
-def _move_and_step(move: Any) -> Any:
-    moved = move.returning(TwilioCall.call_sid).cte("moved")
+def _and_step(write: Any, step: str) -> Any:
+    """On PostgreSQL: `write` (a new call, or a move) and the TwiML of step `:{step}` in
+    one statement; the step is written only if the call's row was."""
+    call = write.returning(TwilioCall.call_sid).cte("call")
     return insert(TwilioStep).from_select(
         ["call_sid", "step", "twiml"],
-        select(moved.c.call_sid, bindparam("next", type_=Integer), bindparam("twiml", type_=Text)))
+        select(call.c.call_sid, bindparam(step, type_=Integer), bindparam("twiml", type_=Text)))
 
 
 _FINISH = (update(TwilioCall)
@@ -129,9 +124,9 @@ class CallStore:
         #: one statement for the two of `begin` and of `advance` (PostgreSQL)
         self._combined = dialect.name == "postgresql"
         if self._combined:
-            self._new_call_and_step = Prepared(_NEW_CALL_AND_STEP, dialect)
-            self._move_and_step = Prepared(_move_and_step(_MOVE), dialect)
-            self._move_unclaimed_and_step = Prepared(_move_and_step(_MOVE_UNCLAIMED), dialect)
+            self._new_call_and_step = Prepared(_and_step(_NEW_CALL, "step"), dialect)
+            self._move_and_step = Prepared(_and_step(_MOVE, "next"), dialect)
+            self._move_unclaimed_and_step = Prepared(_and_step(_MOVE_UNCLAIMED, "next"), dialect)
 
     def close(self) -> None:
         self.units.close()
