@@ -67,6 +67,8 @@ RESTART_PAGES = 20_000
 
 #: (unit, loop, future, durable)
 _Job = tuple[Callable[[Connection], Any], asyncio.AbstractEventLoop, "asyncio.Future[Any]", bool]
+#: (future, result, error): a unit's answer to its caller
+_Answer = tuple["asyncio.Future[Any]", Any, BaseException | None]
 #: asks the writer thread for a checkpoint
 _CHECKPOINT = "checkpoint"
 
@@ -216,10 +218,14 @@ class Units:
                 if checkpoint:
                     self._checkpoint()
             self._writing = False  # before any answer: a caller may go on at once
+            # One wake-up of each caller's event loop for the whole group.
+            answers: dict[asyncio.AbstractEventLoop, list[_Answer]] = {}
             for (_, loop, future, _), result, error in outcomes:
+                answers.setdefault(loop, []).append((future, result, error))
+            for loop, settled in answers.items():
                 # A caller whose event loop has closed has nobody left to answer.
                 with contextlib.suppress(RuntimeError):
-                    loop.call_soon_threadsafe(_settle, future, result, error)
+                    loop.call_soon_threadsafe(_settle, settled)
         with self._using:
             if self._conn is not None:
                 self._conn.close()
@@ -318,13 +324,14 @@ class Units:
             self._synced = durable
 
 
-def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.cancelled():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
+def _settle(answers: list[_Answer]) -> None:
+    for future, result, error in answers:
+        if future.cancelled():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
 
 
 def tune_sqlite(engine: Any, begin_immediate: bool = True) -> None:

@@ -89,6 +89,32 @@ async def test_a_unit_waits_its_turn_while_the_writer_is_busy(units: Units, data
     assert notes(database) == ["slow", "quick"]
 
 
+async def test_units_committed_together_each_get_their_own_answer(units: Units, database: Path) -> None:
+    inside, release = threading.Event(), threading.Event()
+
+    def slow(conn: Connection) -> str:
+        inside.set()
+        assert release.wait(5)
+        return note("first")(conn)  # type: ignore[operator, no-any-return]
+
+    def fails(conn: Connection) -> None:
+        note("undone")(conn)  # type: ignore[operator]
+        raise ValueError("this unit's own error")
+
+    first = asyncio.create_task(units.transaction(slow))
+    assert await asyncio.to_thread(inside.wait, 5)
+    # These three queue while the writer is busy, and are committed as one group.
+    group = [asyncio.create_task(units.transaction(unit, durable=False))  # type: ignore[arg-type]
+             for unit in (note("a"), fails, note("b"))]
+    await asyncio.sleep(0.05)
+    release.set()
+    assert await first == WRITER
+    results = await asyncio.gather(*group, return_exceptions=True)
+    assert results[0] == WRITER and results[2] == WRITER
+    assert isinstance(results[1], ValueError) and str(results[1]) == "this unit's own error"
+    assert notes(database) == ["first", "a", "b"]  # the failed unit alone was rolled back
+
+
 async def test_another_process_holding_the_write_lock_does_not_stall_the_loop(
         units: Units, database: Path) -> None:
     other = sqlite3.connect(database, isolation_level=None)
