@@ -19,7 +19,7 @@ The ledger writes its transactions as plain synchronous SQLAlchemy Core code on 
   goes to the writer thread as any other.
 
   The write-ahead log is copied back into the database (a checkpoint, with its
-  syncs to disk) by the writer thread every `CHECKPOINT_EVERY` commits, never by
+  syncs to disk) by the writer thread every `CHECKPOINT_EVERY` units, never by
   a commit on the caller's thread.
 - on PostgreSQL, on the async engine through `run_sync` (asyncpg underneath).
 """
