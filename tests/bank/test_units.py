@@ -71,16 +71,22 @@ async def test_a_failing_unit_run_at_once_writes_nothing(units: Units, database:
     assert notes(database) == ["after"]
 
 
-async def test_a_unit_waits_its_turn_while_the_writer_is_busy(units: Units, database: Path) -> None:
+async def busy_writer(units: Units, text: str) -> tuple[asyncio.Task[str], threading.Event]:
+    """The writer thread inside a unit writing `text`, until the event is set."""
     inside, release = threading.Event(), threading.Event()
 
     def slow(conn: Connection) -> str:
         inside.set()
         assert release.wait(5)
-        return note("slow")(conn)  # type: ignore[operator, no-any-return]
+        return note(text)(conn)  # type: ignore[operator, no-any-return]
 
     first = asyncio.create_task(units.transaction(slow))
     assert await asyncio.to_thread(inside.wait, 5)
+    return first, release
+
+
+async def test_a_unit_waits_its_turn_while_the_writer_is_busy(units: Units, database: Path) -> None:
+    first, release = await busy_writer(units, "slow")
     quick = asyncio.create_task(units.transaction(note("quick"), durable=False))  # type: ignore[arg-type]
     await asyncio.sleep(0.05)
     assert not quick.done()  # it did not cut in on the writer's connection
@@ -90,19 +96,11 @@ async def test_a_unit_waits_its_turn_while_the_writer_is_busy(units: Units, data
 
 
 async def test_units_committed_together_each_get_their_own_answer(units: Units, database: Path) -> None:
-    inside, release = threading.Event(), threading.Event()
-
-    def slow(conn: Connection) -> str:
-        inside.set()
-        assert release.wait(5)
-        return note("first")(conn)  # type: ignore[operator, no-any-return]
-
     def fails(conn: Connection) -> None:
         note("undone")(conn)  # type: ignore[operator]
         raise ValueError("this unit's own error")
 
-    first = asyncio.create_task(units.transaction(slow))
-    assert await asyncio.to_thread(inside.wait, 5)
+    first, release = await busy_writer(units, "first")
     # These three queue while the writer is busy, and are committed as one group.
     group = [asyncio.create_task(units.transaction(unit, durable=False))  # type: ignore[arg-type]
              for unit in (note("a"), fails, note("b"))]
