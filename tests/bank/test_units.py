@@ -7,7 +7,7 @@ import asyncio
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -37,7 +37,7 @@ async def units(database: Path) -> AsyncIterator[Units]:
     await engine.dispose()
 
 
-def note(text: str) -> object:
+def note(text: str) -> Callable[[Connection], str]:
     """A unit that writes a note and says which thread ran it."""
     def unit(conn: Connection) -> str:
         raw = conn.connection.dbapi_connection
@@ -54,20 +54,20 @@ def notes(database: Path) -> list[str]:
 
 async def test_an_unsynced_unit_runs_at_once_when_the_writer_is_idle(units: Units, database: Path) -> None:
     here = threading.current_thread().name
-    assert await units.transaction(note("read or step"), durable=False) == here  # type: ignore[arg-type]
+    assert await units.transaction(note("read or step"), durable=False) == here
     # Money is synced to disk: always on the writer thread, whose groups share the fsync.
-    assert await units.transaction(note("transfer")) == WRITER  # type: ignore[arg-type]
+    assert await units.transaction(note("transfer")) == WRITER
     assert notes(database) == ["read or step", "transfer"]  # both committed
 
 
 async def test_a_failing_unit_run_at_once_writes_nothing(units: Units, database: Path) -> None:
     def fails(conn: Connection) -> None:
-        note("half")(conn)  # type: ignore[operator]
+        note("half")(conn)
         raise ValueError("the unit's own error")
 
     with pytest.raises(ValueError, match="the unit's own error"):
         await units.transaction(fails, durable=False)
-    await units.transaction(note("after"), durable=False)  # type: ignore[arg-type]
+    await units.transaction(note("after"), durable=False)
     assert notes(database) == ["after"]
 
 
@@ -78,7 +78,7 @@ async def busy_writer(units: Units, text: str) -> tuple[asyncio.Task[str], threa
     def slow(conn: Connection) -> str:
         inside.set()
         assert release.wait(5)
-        return note(text)(conn)  # type: ignore[operator, no-any-return]
+        return note(text)(conn)
 
     first = asyncio.create_task(units.transaction(slow))
     assert await asyncio.to_thread(inside.wait, 5)
@@ -87,7 +87,7 @@ async def busy_writer(units: Units, text: str) -> tuple[asyncio.Task[str], threa
 
 async def test_a_unit_waits_its_turn_while_the_writer_is_busy(units: Units, database: Path) -> None:
     first, release = await busy_writer(units, "slow")
-    quick = asyncio.create_task(units.transaction(note("quick"), durable=False))  # type: ignore[arg-type]
+    quick = asyncio.create_task(units.transaction(note("quick"), durable=False))
     await asyncio.sleep(0.05)
     assert not quick.done()  # it did not cut in on the writer's connection
     release.set()
@@ -97,12 +97,12 @@ async def test_a_unit_waits_its_turn_while_the_writer_is_busy(units: Units, data
 
 async def test_units_committed_together_each_get_their_own_answer(units: Units, database: Path) -> None:
     def fails(conn: Connection) -> None:
-        note("undone")(conn)  # type: ignore[operator]
+        note("undone")(conn)
         raise ValueError("this unit's own error")
 
     first, release = await busy_writer(units, "first")
     # These three queue while the writer is busy, and are committed as one group.
-    group = [asyncio.create_task(units.transaction(unit, durable=False))  # type: ignore[arg-type]
+    group = [asyncio.create_task(units.transaction(unit, durable=False))
              for unit in (note("a"), fails, note("b"))]
     await asyncio.sleep(0.05)
     release.set()
@@ -127,7 +127,7 @@ async def test_another_process_holding_the_write_lock_does_not_stall_the_loop(
 
     beat = asyncio.create_task(ticker())
     try:
-        unit = asyncio.create_task(units.transaction(note("waited"), durable=False))  # type: ignore[arg-type]
+        unit = asyncio.create_task(units.transaction(note("waited"), durable=False))
         await asyncio.sleep(0.3)
         assert not unit.done()
         assert ticks >= 10  # the loop went on (blocked, it would have ticked once)
@@ -147,7 +147,7 @@ async def test_a_busy_loop_leaves_units_to_the_writer(units: Units) -> None:
 
     busy = asyncio.create_task(hog())
     try:
-        threads = [await units.transaction(note(f"busy {i}"), durable=False)  # type: ignore[arg-type]
+        threads = [await units.transaction(note(f"busy {i}"), durable=False)
                    for i in range(40)]
     finally:
         busy.cancel()
@@ -157,7 +157,7 @@ async def test_a_busy_loop_leaves_units_to_the_writer(units: Units) -> None:
     here = threading.current_thread().name
     threads = []
     for i in range(40):
-        threads.append(await units.transaction(note(f"free {i}"), durable=False))  # type: ignore[arg-type]
+        threads.append(await units.transaction(note(f"free {i}"), durable=False))
         await asyncio.sleep(0)
     assert threads[-20:].count(here) >= 15, threads  # a preempted moment may send one or two off
 
@@ -166,12 +166,12 @@ async def test_checkpoints_keep_the_log_short(units: Units, database: Path) -> N
     wal = database.with_name(database.name + "-wal")
     half = CHECKPOINT_EVERY // 2
     for i in range(half):
-        await units.transaction(note(f"{i}"), durable=False)  # type: ignore[arg-type]
+        await units.transaction(note(f"{i}"), durable=False)
     per_unit = wal.stat().st_size / half  # no checkpoint yet: the log holds every commit
     # Steady writing, as under load: a checkpoint running beside the writes would never
     # catch up with them, and the log would never start afresh.
     for i in range(half, 6 * CHECKPOINT_EVERY):
-        await units.transaction(note(f"{i}"), durable=i % 3 == 0)  # type: ignore[arg-type]
+        await units.transaction(note(f"{i}"), durable=i % 3 == 0)
     # Without checkpoints the log would hold all six periods' commits; with them it
     # starts afresh after each, and its file never grows much beyond one period.
     assert wal.stat().st_size < 2 * CHECKPOINT_EVERY * per_unit
