@@ -11,7 +11,7 @@ silence.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Generator, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from ivr.engine.expr import ExpressionError
@@ -166,6 +166,18 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
+class _Paused:
+    """A turn stopped at a verb's service call: `work` gives the verb's next step."""
+
+    __slots__ = ("call", "node", "taken", "work")
+
+    def __init__(self, call: _Call, node: Node, work: Callable[[], Awaitable[Step]], taken: int) -> None:
+        self.call = call
+        self.node = node
+        self.work = work
+        self.taken = taken
+
+
 class Interpreter:
     """Runs the flows of one FlowSet; holds no per-call data itself."""
 
@@ -194,30 +206,24 @@ class Interpreter:
         as it was.
         """
         work = self._begin(state)
-        turn_steps = self._turn(work, event)
-        try:
-            next(turn_steps)
-        except StopIteration as done:
-            return self._commit(state, work, done.value)
-        turn_steps.close()
+        done = self._open(work, event)
+        if type(done) is Turn:
+            return self._commit(state, work, done)
         raise NeedsServices("this turn talks to the bank; run it with advance_async")
 
     async def advance_async(self, state: CallState, event: Event | None = None) -> Turn:
         """`advance` for any flow, awaiting the bank and the switch where a verb asks."""
         work = self._begin(state)
-        turn_steps = self._turn(work, event)
-        result: Any = None
-        failure: BaseException | None = None
-        while True:
+        done = self._open(work, event)
+        while type(done) is not Turn:
+            assert isinstance(done, _Paused)
             try:
-                pending = turn_steps.throw(failure) if failure else turn_steps.send(result)
-            except StopIteration as done:
-                return self._commit(state, work, done.value)
-            failure = None
-            try:
-                result = await pending()
-            except Exception as exc:  # handed to the turn, which decides what it means
-                failure = exc
+                step = await done.work()
+            except (ExpressionError, FlowRuntimeError) as exc:  # the turn's own fault
+                done = self._fault(work, done.call, exc)
+            else:
+                done = self._walk(work, done.call, done.node, step, done.taken)
+        return self._commit(state, work, done)
 
     def _begin(self, state: CallState) -> CallState:
         if state.status == "ended":
@@ -230,10 +236,11 @@ class Interpreter:
         state.__dict__.update(work.__dict__)
         return turn
 
-    def _turn(self, state: CallState, event: Event | None
-              ) -> Generator[Callable[[], Awaitable[Step]], Step, Turn]:
-        """One turn, as a generator that yields the work that must be awaited (not yet
-        started, so a caller that cannot await starts nothing)."""
+    # A turn is computed by plain calls rather than a generator: most turns never await
+    # anything, and a call to the bank leaves the turn `_Paused` at the verb that asked.
+
+    def _open(self, state: CallState, event: Event | None) -> Turn | _Paused:
+        """The turn's first step: the call's start, or the waiting node's answer."""
         call = _Call(state, self.flows, self.catalog, self.services, self._plain_segments)
         if isinstance(event, CallerHangup):
             state.status = "ended"
@@ -249,10 +256,19 @@ class Interpreter:
                 if event is None:
                     raise StateError("a waiting call needs the caller's event to go on")
                 step = REGISTRY[node.verb].resume(node, node.params, call, event)
-            for _ in range(MAX_STEPS_PER_TURN):
+        except (ExpressionError, FlowRuntimeError) as exc:
+            return self._fault(state, call, exc)
+        return self._walk(state, call, node, step, 0)
+
+    def _walk(self, state: CallState, call: _Call, node: Node, step: Step,
+              taken: int) -> Turn | _Paused:
+        """Follow steps from `node` until the call waits or ends (a Turn), or a verb asks a
+        service (paused there; `taken` counts the steps so far)."""
+        try:
+            while taken < MAX_STEPS_PER_TURN:
+                taken += 1
                 if isinstance(step, Await):
-                    step = yield step.work
-                    continue
+                    return _Paused(call, node, step.work, taken)
                 if isinstance(step, Wait):
                     state.status = "waiting"
                     return Turn(call.take_media(), step.gather)
@@ -267,12 +283,16 @@ class Interpreter:
                 f"more than {MAX_STEPS_PER_TURN} steps without waiting for the caller"
             )
         except (ExpressionError, FlowRuntimeError) as exc:
-            log.warning("flow fault in %s at %s/%s: %s", state.call_id, state.flow, state.node, exc)
-            state.status = "ended"
-            state.end_reason = "flow_error"
-            media = call.take_media()
-            where = f"{state.flow}/{state.node}"
-            return Turn(media, Transfer(self.fallback_queue, {"fault": where}, "flow_error"))
+            return self._fault(state, call, exc)
+
+    def _fault(self, state: CallState, call: _Call, exc: Exception) -> Turn:
+        """A runtime fault in the flow: the call goes to the fallback queue."""
+        log.warning("flow fault in %s at %s/%s: %s", state.call_id, state.flow, state.node, exc)
+        state.status = "ended"
+        state.end_reason = "flow_error"
+        media = call.take_media()
+        where = f"{state.flow}/{state.node}"
+        return Turn(media, Transfer(self.fallback_queue, {"fault": where}, "flow_error"))
 
     def _node(self, state: CallState) -> Node:
         flow = self.flows.flows.get(state.flow)
