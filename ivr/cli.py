@@ -353,6 +353,9 @@ def serve_fastagi(host: str, port: int, flows: tuple[Path, ...], max_calls: int,
     from ivr.config import get_settings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The lines name no thread or process: spare every line looking them up (a getpid()
+    # call each, once a call).
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     loaded = _loaded(flows, prompts)
     folder = _prompts_folder(flows[0], prompts)
     try:

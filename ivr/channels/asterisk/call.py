@@ -225,6 +225,8 @@ def screen_value(value: str) -> str:
 class AgiCall:
     """Runs one call of `interpreter` over `link`."""
 
+    __slots__ = ("audio", "command_timeout", "info", "interpreter", "link", "outcome", "state")
+
     def __init__(self, interpreter: Interpreter, link: Link, audio: PromptAudio, info: CallInfo,
                  command_timeout: float = COMMAND_TIMEOUT) -> None:
         self.interpreter = interpreter

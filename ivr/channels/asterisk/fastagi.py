@@ -70,6 +70,10 @@ class FastAgiLink(asyncio.Protocol):
     wakes once per exchange, not once per command.
     """
 
+    # A thousand calls hold a thousand links: no per-link dict.
+    __slots__ = ("_asked", "_buffer", "_command", "_done", "_in_header", "_replies", "_work", "closed",
+                 "deadline", "loop", "peer", "server", "transport")
+
     def __init__(self, server: FastAgiServer) -> None:
         self.server = server
         self.transport: asyncio.Transport | None = None
