@@ -18,10 +18,10 @@ from ivr.bank.service import Bank
 from ivr.channels.console import ConsoleResult, play_call_async
 from ivr.clock import FixedClock
 from ivr.config import Settings
-from ivr.engine.interpreter import Interpreter
+from ivr.engine.interpreter import Interpreter, NeedsServices
 from ivr.engine.services import Services
 from ivr.engine.state import CallState
-from ivr.engine.turn import Digits, Gather, Transfer
+from ivr.engine.turn import Digits, Gather, Transfer, Turn
 from ivr.flow.loader import load_flows
 from ivr.speech.catalog import Catalog
 from ivr.switch.ledger import LedgerSwitch
@@ -296,3 +296,36 @@ async def test_bank_down_at_identification_reaches_an_agent(
     assert result.lines[-1] == (
         "END: transferred to queue 'agents' (flow_error) with fault=hotline/recognise_phone")
     await broken_engine.dispose()
+
+
+async def test_turns_run_without_awaiting_until_one_needs_the_bank(
+    hotline: Interpreter, demo: dict[str, DemoCustomer],
+) -> None:
+    """As the FastAGI call runs them: each turn first without awaiting (`advance`); one
+    that reaches the bank stops with NeedsServices and leaves the state as it was, and
+    `advance_async` then runs it. The call comes out as when every turn is awaited."""
+    zhang = demo["C0001"]
+    keys = ["1", "1", "1", zhang.card, zhang.pin, "1", "9"]
+
+    async def play(try_sync: bool) -> tuple[list[Turn], dict[str, object], int]:
+        state = hotline.start("call-8")
+        turns = [await hotline.advance_async(state)]
+        stopped = 0
+        for typed in keys:
+            event = Digits(typed, "terminator")
+            if try_sync:
+                before = state.to_dict()
+                try:
+                    turns.append(hotline.advance(state, event))
+                    continue
+                except NeedsServices:
+                    stopped += 1
+                    assert state.to_dict() == before
+            turns.append(await hotline.advance_async(state, event))
+        return turns, state.to_dict(), stopped
+
+    awaited, awaited_state, _ = await play(try_sync=False)
+    mixed, mixed_state, stopped = await play(try_sync=True)
+    assert stopped >= 2  # the card, then the PIN, need the bank
+    assert mixed == awaited
+    assert mixed_state == awaited_state
