@@ -11,7 +11,8 @@ calls going. Paced: it answers each command after about 2 s (±20 %), as a calle
 would, with N calls open at once.
 
 Every configuration gets fresh servers, which first serve calls for 0.3 s unmeasured
-(a server in service has its caches filled), then get three windows each, in turns;
+(a server in service has its caches filled), then get three windows each, in turns
+(4 s saturated, 10 s paced, 30 s for one paced call, so that it holds ~15 commands);
 the window with the least CPU counts (for p50 and p99, the worst p99's). Figures:
 calls/s; the server's CPU per AGI command (the time the server process's threads ran
 over the window, in ns from /proc/PID/task/*/schedstat); p50/p99 of the time from the
@@ -450,6 +451,9 @@ def main() -> None:
     repeats = 1 if args.quick else args.repeats
     saturated_s = 2.0 if args.quick else 4.0
     paced_s = 4.0 if args.quick else 10.0
+    # One paced call sends a command every ~2 s: a 10 s window would hold five, too few
+    # for the CPU a command costs to show through one slow moment of this machine.
+    lone_paced_s = 8.0 if args.quick else 30.0
     rows: list[tuple[str, ...]] = []
     with tempfile.TemporaryDirectory() as tmp:
         prompts = prompts_folder(Path(tmp))
@@ -478,9 +482,10 @@ def main() -> None:
                     for _round in range(repeats):
                         for name, kind, pid, port in servers:
                             ramp = 0.0 if not pace else min(4.0, concurrency / 250)
+                            seconds = (saturated_s if not pace else paced_s if concurrency > 1
+                                       else lone_paced_s)
                             windows.setdefault((name, kind), []).append(run_load(
-                                port, pid, concurrency, pace, saturated_s if not pace else paced_s,
-                                expected, ramp))
+                                port, pid, concurrency, pace, seconds, expected, ramp))
                     for name, kind, _pid, _port in servers:  # floors first: ratios need them
                         runs = windows[(name, kind)]
                         r = min(runs, key=lambda w: float(w["cpu_us"]))  # type: ignore[arg-type]
