@@ -14,6 +14,8 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from mypy_extensions import mypyc_attr
+
 from ivr.engine.expr import ExpressionError
 from ivr.engine.services import Services
 from ivr.engine.state import AuthLevel, CallState, Frame, StateError
@@ -178,6 +180,8 @@ class _Paused:
         self.taken = taken
 
 
+# Tests and tools may subclass it (to record turns), also when it is compiled.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Interpreter:
     """Runs the flows of one FlowSet; holds no per-call data itself."""
 
@@ -233,7 +237,7 @@ class Interpreter:
     @staticmethod
     def _commit(state: CallState, work: CallState, turn: Turn) -> Turn:
         work.turns += 1
-        state.__dict__.update(work.__dict__)
+        state.take(work)
         return turn
 
     # A turn is computed by plain calls rather than a generator: most turns never await

@@ -51,16 +51,19 @@ class CallState:
     version: int = STATE_VERSION
 
     def copy(self) -> CallState:
-        """A copy sharing nothing (variables hold JSON-like data: no deepcopy needed).
-        The interpreter copies the state once a turn: the fields are taken over as they
-        are (strings and numbers cannot change) rather than through `__init__`."""
-        twin = object.__new__(type(self))
-        fields = twin.__dict__
-        fields.update(self.__dict__)
-        fields["variables"] = _plain(self.variables)
-        fields["counters"] = dict(self.counters)
-        fields["stack"] = [Frame(f.flow, f.node) for f in self.stack]
-        return twin
+        """A copy sharing nothing (variables hold JSON-like data: no deepcopy needed)."""
+        return CallState(self.call_id, self.flow, self.node, self.language, self.caller, self.status,
+                         _plain(self.variables), dict(self.counters),
+                         [Frame(f.flow, f.node) for f in self.stack], self.steps, self.turns,
+                         self.end_reason, self.customer_id, self.auth, self.version)
+
+    def take(self, other: CallState) -> None:
+        """Become `other` (the interpreter's working copy, once its turn is done)."""
+        self.call_id, self.flow, self.node = other.call_id, other.flow, other.node
+        self.language, self.caller, self.status = other.language, other.caller, other.status
+        self.variables, self.counters, self.stack = other.variables, other.counters, other.stack
+        self.steps, self.turns, self.end_reason = other.steps, other.turns, other.end_reason
+        self.customer_id, self.auth, self.version = other.customer_id, other.auth, other.version
 
     def to_dict(self) -> dict[str, Any]:
         """A plain copy (JSON types only), sharing nothing with the state."""

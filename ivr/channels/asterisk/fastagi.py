@@ -25,11 +25,10 @@ call left open. Here:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 import types
-from collections.abc import AsyncIterator, Coroutine, Generator, Mapping
+from collections.abc import Coroutine, Generator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -310,7 +309,10 @@ class FastAgiServer:
         # miss its deadline.
         self._server = await loop.create_server(self._link, host, port, reuse_address=True,
                                                 backlog=max(BACKLOG, self.max_calls))
-        self.port = int(self._server.sockets[0].getsockname()[1])
+        # uvloop's servers list their sockets where asyncio's give a tuple (read untyped, or
+        # the compiled module would insist on the tuple).
+        sockets: Any = getattr(self._server, "sockets")  # noqa: B009
+        self.port = int(sockets[0].getsockname()[1])
         self._sweep_period = min(SWEEP, self.header_timeout / 4, self.command_timeout / 4)
         return self._server
 
@@ -409,15 +411,19 @@ class FastAgiServer:
         return len(left)
 
 
-@contextlib.asynccontextmanager
-async def running(server: FastAgiServer, host: str, port: int,
-                  drain: float = 30.0) -> AsyncIterator[FastAgiServer]:
-    """Serve inside the block; drain on the way out."""
-    await server.start(host, port)
-    try:
-        yield server
-    finally:
-        await server.drain(drain)
+class running:
+    """`async with running(server, host, port):` serves inside the block and drains on the
+    way out. (A class, not an async generator: the module is compiled.)"""
+
+    def __init__(self, server: FastAgiServer, host: str, port: int, drain: float = 30.0) -> None:
+        self.server, self.host, self.port, self.drain = server, host, port, drain
+
+    async def __aenter__(self) -> FastAgiServer:
+        await self.server.start(self.host, self.port)
+        return self.server
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.server.drain(self.drain)
 
 
 async def serve_until_signalled(server: FastAgiServer, host: str, port: int, drain: float) -> None:
