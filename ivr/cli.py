@@ -370,6 +370,41 @@ def serve_fastagi(host: str, port: int, flows: tuple[Path, ...], max_calls: int,
         sys.exit(1)
 
 
+@main.group()
+def native() -> None:
+    """The call's hot path compiled with mypyc: about a quarter less CPU an AGI command."""
+
+
+@native.command("build")
+@click.option("--if-stale", is_flag=True, help="Only when the build is missing or out of date.")
+def native_build(if_stale: bool) -> None:
+    """Compile the hot path (needs mypyc, from the dev extra, and a C compiler).
+    Processes started afterwards use it; an edited source falls back to Python."""
+    from ivr import native as hotpath
+
+    folder = hotpath.default_folder()
+    if if_stale and hotpath.check(folder).usable:
+        return
+    click.echo(f"compiling the hot path into {folder} (about 30 s) ...", err=True)
+    try:
+        hotpath.build(folder)
+    except hotpath.NativeBuildError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"compiled {len(hotpath.MODULES)} modules: {', '.join(hotpath.MODULES)}", err=True)
+
+
+@native.command("status")
+def native_status() -> None:
+    """Whether the compiled hot path is used, and if not, why (exit status 1)."""
+    from ivr import native as hotpath
+
+    found = hotpath.status  # what this process found at import, as `ivr serve` would
+    click.echo(f"hot path: {found.reason if found.usable else 'plain Python: ' + found.reason}")
+    if not found.usable:
+        sys.exit(1)
+
+
 @main.command("agi")
 @click.argument("flow", default=Path("flows/hotline.yaml"),
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ivr import native
 from ivr.bank.runtime import open_services
 from ivr.channels.asterisk.call import AgiCall, CallInfo, PromptAudio, describe_caller
 from ivr.channels.asterisk.fastagi import FastAgiServer, flow_routes, prompts_warning, serve_until_signalled
@@ -82,6 +83,9 @@ async def serve_fastagi(settings: Settings, loaded: list[Loaded], prompts: Path 
         if warning:
             announce(f"warning: {warning}")
         names = sorted({item.flows.entry.id for item in loaded})
+        hotpath = native.status
+        announce(f"hot path: {hotpath.reason}" if hotpath.usable
+                 else f"hot path: plain Python ({hotpath.reason})")
         announce(f"point Asterisk at the FastAGI server with AGI(agi://{host}:{port}/{names[0]}) "
                  "(asterisk-conf/ has the dialplan and how to wire it); SIGTERM drains the calls")
         twilio = None

@@ -1,0 +1,194 @@
+"""The call's hot path compiled to C with mypyc, used when it matches the source.
+
+The modules a FastAGI call runs for every command (the AGI link, the call, the reply
+parser, the interpreter, the call state and turns) are plain, strictly typed Python.
+`ivr native build` compiles them with mypyc into `.native/` beside the `ivr` package
+(`./dev` does it on set-up when a C compiler is there); that takes about a quarter of
+the CPU a command costs off. At import, `install()` puts a finder in front of Python's
+that loads the compiled modules only when every one of their sources is, byte for byte,
+the one they were built from: an edited source, another Python, or no build at all, and
+the package runs as plain Python, as it always can. `IVR_NATIVE=0` turns it off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import json
+import os
+import sys
+import sysconfig
+import types
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+#: the modules compiled, in the order their sources are hashed
+MODULES = (
+    "ivr.channels.asterisk.protocol",
+    "ivr.channels.asterisk.call",
+    "ivr.channels.asterisk.fastagi",
+    "ivr.engine.state",
+    "ivr.engine.turn",
+    "ivr.engine.interpreter",
+)
+#: mypyc puts the compiled code of all the modules in one library; each module is a shim
+GROUP = "ivr.hotpath"
+LIBRARY = GROUP + "__mypyc"
+MANIFEST = "manifest.json"
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+
+
+class NativeBuildError(Exception):
+    """The compiled modules could not be built; the message says what to install or fix."""
+
+
+def platform_tag() -> str:
+    """Compiled modules fit one Python build: the folder they go in is named after it."""
+    return str(sysconfig.get_config_var("EXT_SUFFIX") or ".so").strip(".").rsplit(".", 1)[0]
+
+
+def default_folder(root: Path = PACKAGE_ROOT) -> Path:
+    return Path(os.environ.get("IVR_NATIVE_DIR") or root / ".native") / platform_tag()
+
+
+def source_path(module: str, root: Path) -> Path:
+    return root.joinpath(*module.split(".")).with_suffix(".py")
+
+
+def digests(modules: Sequence[str], root: Path) -> dict[str, str]:
+    return {name: hashlib.sha256(source_path(name, root).read_bytes()).hexdigest() for name in modules}
+
+
+@dataclass(frozen=True)
+class Status:
+    """Whether the compiled modules can be used, and if not, why."""
+
+    usable: bool
+    reason: str
+    folder: Path
+
+
+def check(folder: Path, modules: Sequence[str] = MODULES, root: Path = PACKAGE_ROOT,
+          library: str = LIBRARY) -> Status:
+    manifest_path = folder / MANIFEST
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except FileNotFoundError:
+        return Status(False, f"not built (run 'ivr native build' to compile it into {folder})", folder)
+    except (OSError, ValueError) as exc:
+        return Status(False, f"{manifest_path} is unreadable ({exc}); run 'ivr native build'", folder)
+    if manifest.get("python") != sys.version or manifest.get("tag") != platform_tag():
+        return Status(False, f"built for Python {manifest.get('python', '?').split()[0]}, "
+                             f"not {sys.version.split()[0]}; run 'ivr native build'", folder)
+    try:
+        current = digests(modules, root)
+    except OSError as exc:
+        return Status(False, f"a source is unreadable ({exc})", folder)
+    changed = sorted(name for name in modules if manifest.get("sources", {}).get(name) != current[name])
+    if changed:
+        return Status(False, f"{', '.join(changed)} changed since the build; run 'ivr native build'", folder)
+    missing = [name for name in (*modules, library) if not _extension(folder, name).is_file()]
+    if missing:
+        return Status(False, f"{', '.join(missing)} missing from {folder}; run 'ivr native build'", folder)
+    return Status(True, f"compiled ({folder})", folder)
+
+
+def _extension(folder: Path, module: str) -> Path:
+    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
+    return folder.joinpath(*module.split(".")).with_name(module.rsplit(".", 1)[-1] + suffix)
+
+
+class _Finder(importlib.abc.MetaPathFinder):
+    """Finds the compiled modules (and their shared library) in the build folder."""
+
+    def __init__(self, folder: Path, names: Sequence[str]) -> None:
+        self.folder = folder
+        self.names = frozenset(names)
+
+    def find_spec(self, fullname: str, path: Sequence[str] | None = None,
+                  target: types.ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
+        if fullname not in self.names:
+            return None
+        location = str(_extension(self.folder, fullname))
+        loader = importlib.machinery.ExtensionFileLoader(fullname, location)
+        return importlib.util.spec_from_file_location(fullname, location, loader=loader)
+
+
+#: what `install` found, for the server's start-up line and `ivr native status`
+status: Status = Status(False, "not looked for", default_folder())
+
+
+def install(folder: Path | None = None, modules: Sequence[str] = MODULES, root: Path = PACKAGE_ROOT,
+            library: str = LIBRARY) -> Status:
+    """Use the compiled modules from now on if they match the sources (before any of them
+    is imported); otherwise leave the import system as it is."""
+    global status
+    if os.environ.get("IVR_NATIVE", "1") == "0":
+        status = Status(False, "off (IVR_NATIVE=0)", folder or default_folder(root))
+        return status
+    found = check(folder or default_folder(root), modules, root, library)
+    loaded = [name for name in modules if name in sys.modules]
+    if found.usable and loaded:
+        found = Status(False, f"{', '.join(loaded)} imported before the compiled modules were looked "
+                              "for", found.folder)
+    if found.usable:
+        sys.meta_path.insert(0, _Finder(found.folder, [*modules, library]))
+    status = found
+    return status
+
+
+def compiled(module: types.ModuleType) -> bool:
+    """True when `module` is running from a compiled extension."""
+    spec = getattr(module, "__spec__", None)
+    return spec is not None and isinstance(spec.loader, importlib.machinery.ExtensionFileLoader)
+
+
+def build(folder: Path | None = None, modules: Sequence[str] = MODULES, root: Path = PACKAGE_ROOT,
+          group: str = GROUP, quiet: bool = True) -> Path:
+    """Compile `modules` (found under `root`) into `folder`, replacing what was there.
+
+    mypyc type-checks them first (as `mypy --strict` would) and a C compiler builds the
+    result; the manifest written last records the sources' digests, so a build that
+    failed half-way is never used."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    folder = folder or default_folder(root)
+    if shutil.which(sysconfig.get_config_var("CC").split()[0] if sysconfig.get_config_var("CC")
+                    else "cc") is None:
+        raise NativeBuildError("no C compiler: install one (on Debian: apt-get install gcc) and run again")
+    try:
+        import mypyc  # noqa: F401
+    except ImportError:
+        raise NativeBuildError("mypyc is not installed: pip install mypy (the dev extra has it)") from None
+    sources = digests(modules, root)
+    with tempfile.TemporaryDirectory(prefix="ivr-native-") as tmp:
+        out = Path(tmp) / "lib"
+        script = (
+            "import sys\n"
+            "from setuptools import setup\n"
+            "from mypyc.build import mypycify\n"
+            "paths, group, out, temp = sys.argv[1].split(','), sys.argv[2], sys.argv[3], sys.argv[4]\n"
+            "modules = mypycify(paths, group_name=group, target_dir=temp + '/c')\n"
+            "setup(name='ivr-native', ext_modules=modules,\n"
+            "      script_args=['-q', 'build_ext', '--build-lib', out, '--build-temp', temp])\n")
+        paths = ",".join(str(source_path(name, root).relative_to(root)) for name in modules)
+        done = subprocess.run([sys.executable, "-c", script, paths, group, str(out), tmp], cwd=root,
+                              capture_output=quiet, text=True)
+        if done.returncode != 0:
+            detail = (done.stdout or "") + (done.stderr or "") if quiet else ""
+            lines = [line for line in detail.splitlines() if "error" in line.lower()] or detail.splitlines()
+            raise NativeBuildError("mypyc could not compile the hot path:\n" + "\n".join(lines[-20:]))
+        if digests(modules, root) != sources:
+            raise NativeBuildError("a source changed while it was being compiled; run the build again")
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(out, folder)
+    manifest = {"python": sys.version, "tag": platform_tag(), "sources": sources}
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    return folder
