@@ -514,7 +514,10 @@ def main() -> None:
             rows.append(("ivr agi (classic)", "-", str(concurrency), "saturated", f"{c['calls_s']:.1f}",
                          f"{c['ms_per_call']:.0f} ms/call", "-", "-", "-", "-", str(int(c["errors"]))))
             print(" | ".join(rows[-1]), flush=True)
-    print(f"\nFastAGI: {expected} AGI commands a call; this machine has {os.cpu_count()} cores")
+    from ivr import native
+    hotpath = native.check(native.default_folder())
+    print(f"\nFastAGI: {expected} AGI commands a call; this machine has {os.cpu_count()} cores; "
+          f"the hot path is {'compiled' if hotpath.usable else 'plain Python: ' + hotpath.reason}")
     print("| server | loop | calls | mode | calls/s | CPU µs/command | × floor | p50 ms | p99 ms "
           "| KB/open call | errors |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
