@@ -5,9 +5,11 @@ parser, the interpreter, the call state and turns) are plain, strictly typed Pyt
 `ivr native build` compiles them with mypyc into `.native/` beside the `ivr` package
 (`./dev` does it on set-up when a C compiler is there); that takes about a quarter of
 the CPU a command costs off. At import, `install()` puts a finder in front of Python's
-that loads the compiled modules only when every one of their sources is, byte for byte,
-the one they were built from: an edited source, another Python, or no build at all, and
-the package runs as plain Python, as it always can. `IVR_NATIVE=0` turns it off.
+that loads the compiled modules only when every source is, byte for byte, the one they
+were built from: an edited source, another Python, or no build at all, and the package
+runs as plain Python, as it always can. The sources checked are the compiled
+modules and every module of the package they import (the compiled code relies on their
+types). `IVR_NATIVE=0` turns it off.
 """
 
 from __future__ import annotations
@@ -55,11 +57,39 @@ def default_folder(root: Path = PACKAGE_ROOT) -> Path:
 
 
 def source_path(module: str, root: Path) -> Path:
-    return root.joinpath(*module.split(".")).with_suffix(".py")
+    package = root.joinpath(*module.split("."))
+    return package / "__init__.py" if package.is_dir() else package.with_suffix(".py")
 
 
 def digests(modules: Sequence[str], root: Path) -> dict[str, str]:
     return {name: hashlib.sha256(source_path(name, root).read_bytes()).hexdigest() for name in modules}
+
+
+def dependencies(modules: Sequence[str], root: Path) -> list[str]:
+    """`modules` and every module of their packages they import, directly or not. The
+    compiled code relies on the types and signatures of what it imports: a change to
+    any of these makes the build stale, not only a change to the compiled modules."""
+    import ast
+
+    top = {name.split(".")[0] for name in modules}
+    seen: set[str] = set()
+    todo = list(modules)
+    while todo:
+        name = todo.pop()
+        if name in seen or not source_path(name, root).is_file():
+            continue
+        seen.add(name)
+        for node in ast.walk(ast.parse(source_path(name, root).read_bytes())):
+            found: list[str] = []
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                found = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+            elif isinstance(node, ast.Import):
+                found = [alias.name for alias in node.names]
+            for imported in found:
+                parts = imported.split(".")
+                if parts[0] in top:  # the module and the packages it is in
+                    todo += [".".join(parts[:end]) for end in range(1, len(parts) + 1)]
+    return sorted(seen)
 
 
 @dataclass(frozen=True)
@@ -83,13 +113,21 @@ def check(folder: Path, modules: Sequence[str] = MODULES, root: Path = PACKAGE_R
     if manifest.get("python") != sys.version or manifest.get("tag") != platform_tag():
         return Status(False, f"built for Python {manifest.get('python', '?').split()[0]}, "
                              f"not {sys.version.split()[0]}; run 'ivr native build'", folder)
-    try:
-        current = digests(modules, root)
-    except OSError as exc:
-        return Status(False, f"a source is unreadable ({exc})", folder)
-    changed = sorted(name for name in modules if manifest.get("sources", {}).get(name) != current[name])
+    built: dict[str, str] = manifest.get("sources", {})
+    if manifest.get("compiled") != list(modules):
+        return Status(False, "the build compiled other modules (it is from another version); "
+                             "run 'ivr native build'", folder)
+    changed = []
+    for name, digest in sorted(built.items()):
+        try:
+            if hashlib.sha256(source_path(name, root).read_bytes()).hexdigest() != digest:
+                changed.append(name)
+        except OSError:
+            changed.append(name)
     if changed:
-        return Status(False, f"{', '.join(changed)} changed since the build; run 'ivr native build'", folder)
+        more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+        return Status(False, f"{', '.join(changed[:3])}{more} changed since the build; "
+                             "run 'ivr native build'", folder)
     missing = [name for name in (*modules, library) if not _extension(folder, name).is_file()]
     if missing:
         return Status(False, f"{', '.join(missing)} missing from {folder}; run 'ivr native build'", folder)
@@ -165,7 +203,7 @@ def build(folder: Path | None = None, modules: Sequence[str] = MODULES, root: Pa
         import mypyc  # noqa: F401
     except ImportError:
         raise NativeBuildError("mypyc is not installed: pip install mypy (the dev extra has it)") from None
-    sources = digests(modules, root)
+    sources = digests(dependencies(modules, root), root)
     with tempfile.TemporaryDirectory(prefix="ivr-native-") as tmp:
         out = Path(tmp) / "lib"
         script = (
@@ -183,12 +221,12 @@ def build(folder: Path | None = None, modules: Sequence[str] = MODULES, root: Pa
             detail = (done.stdout or "") + (done.stderr or "") if quiet else ""
             lines = [line for line in detail.splitlines() if "error" in line.lower()] or detail.splitlines()
             raise NativeBuildError("mypyc could not compile the hot path:\n" + "\n".join(lines[-20:]))
-        if digests(modules, root) != sources:
+        if digests(list(sources), root) != sources:
             raise NativeBuildError("a source changed while it was being compiled; run the build again")
         if folder.exists():
             shutil.rmtree(folder)
         folder.parent.mkdir(parents=True, exist_ok=True)
         shutil.copytree(out, folder)
-    manifest = {"python": sys.version, "tag": platform_tag(), "sources": sources}
+    manifest = {"python": sys.version, "tag": platform_tag(), "compiled": list(modules), "sources": sources}
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return folder

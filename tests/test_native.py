@@ -21,19 +21,24 @@ from ivr.engine.state import CallState, Frame
 needs_compiler = pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler")
 
 FAST = '''
-def total(amounts: list[int]) -> int:
+from hotdemo.money import Fen
+
+
+def total(amounts: list[Fen]) -> int:
     """Sums in whole fen."""
     result = 0
     for amount in amounts:
         result += amount
     return result
 '''
+MONEY = "Fen = int\n"
 
 
 def make_package(root: Path) -> None:
     (root / "hotdemo").mkdir()
     (root / "hotdemo" / "__init__.py").write_text("")
     (root / "hotdemo" / "fast.py").write_text(FAST)
+    (root / "hotdemo" / "money.py").write_text(MONEY)
 
 
 def probe(root: Path, folder: Path) -> dict[str, object]:
@@ -75,6 +80,14 @@ def test_a_build_is_used_until_a_source_changes(tmp_path: Path) -> None:
     assert edited["compiled"] is False and edited["total"] == 6
     assert edited["reason"] == "hotdemo.fast changed since the build; run 'ivr native build'"
     source.write_text(FAST)
+    assert probe(tmp_path, folder)["compiled"] is True
+
+    # So does an edit to a module it imports: the compiled code relies on its types.
+    money = tmp_path / "hotdemo" / "money.py"
+    money.write_text(MONEY + "# edited\n")
+    stale = probe(tmp_path, folder)
+    assert stale["reason"] == "hotdemo.money changed since the build; run 'ivr native build'"
+    money.write_text(MONEY)
     assert probe(tmp_path, folder)["compiled"] is True
 
     # A build for another Python is not loaded.
