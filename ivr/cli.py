@@ -346,16 +346,11 @@ def _prompts_folder(flow: Path, prompts: Path | None) -> Path | None:
 def serve_fastagi(host: str, port: int, flows: tuple[Path, ...], max_calls: int, drain: float,
                   twilio_port: int | None, prompts: Path | None) -> None:
     """Serve the flows to Asterisk over FastAGI (asterisk-conf/ has the dialplan)."""
-    import logging
-
     from ivr.bank.runtime import BankNotReady
-    from ivr.channels.asterisk.serve import run, serve_fastagi
+    from ivr.channels.asterisk.serve import run, serve_fastagi, server_logging
     from ivr.config import get_settings
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # The lines name no thread or process: spare every line looking them up (a getpid()
-    # call each, once a call).
-    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    server_logging()
     loaded = _loaded(flows, prompts)
     folder = _prompts_folder(flows[0], prompts)
     try:

@@ -93,3 +93,19 @@ async def test_twilio_is_served_beside_fastagi(engine: AsyncEngine, demo: dict[s
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+def test_the_server_log_lines_read_as_the_standard_format_does() -> None:
+    """The server's formatter makes the time's text once a second; its lines must still be
+    what logging's own formatter makes of the same records, across a second's turn."""
+    import logging
+
+    from ivr.channels.asterisk.serve import _LogFormat
+
+    ours, standard = _LogFormat(), logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    start = 1796665558.0
+    for offset in (0.001, 0.5, 0.999, 1.0, 1.0004, 61.25, 3600.75):
+        record = logging.LogRecord("ivr.fastagi", logging.INFO, __file__, 1, "call %s: %s", ("c1", "hangup"),
+                                   None)
+        record.created, record.msecs = start + offset, (start + offset) % 1 * 1000
+        assert ours.format(record) == standard.format(record)
