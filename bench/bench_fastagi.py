@@ -1,7 +1,8 @@
 """FastAGI under load: many concurrent Asterisk calls against `ivr serve fastagi`, and in
 the same run the same dialog against the floor (a minimal raw asyncio AGI loop that
-sends the same commands without running a flow) and against classic AGI (`ivr agi`,
-a process per call).
+sends the same commands without running a flow), against the same server as plain
+Python when its hot path is compiled (`ivr native build`), and against classic AGI
+(`ivr agi`, a process per call).
 
 The load generator is a process of its own. It plays Asterisk: sends the `agi_*`
 header, answers every command as Asterisk would (the caller presses 1 during the
@@ -366,9 +367,10 @@ def prompts_folder(tmp: Path) -> Path:
     return folder
 
 
-def start_ivr(prompts: Path) -> tuple[subprocess.Popen[bytes], int]:
+def start_ivr(prompts: Path, plain: bool = False) -> tuple[subprocess.Popen[bytes], int]:
+    """`ivr serve fastagi` on the bench flow; `plain`: without the compiled hot path."""
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": "sqlite:///:memory:"}
+    env = {**os.environ, "DATABASE_URL": "sqlite:///:memory:", **({"IVR_NATIVE": "0"} if plain else {})}
     process = subprocess.Popen(
         [sys.executable, "-c", "import resource; resource.setrlimit(resource.RLIMIT_NOFILE, "
          "(resource.getrlimit(resource.RLIMIT_NOFILE)[1],) * 2);"
@@ -407,7 +409,16 @@ def start_servers(prompts: Path, dialog: list[bytes], shapes: bool) -> list[tupl
     ivr, port = start_ivr(prompts)
     servers_to_stop.append(lambda: stop(ivr))
     servers.append(("ivr serve fastagi", "uvloop", ivr.pid, port))
+    if compiled_hot_path():  # and what the same server costs where nothing is compiled
+        plain, plain_port = start_ivr(prompts, plain=True)
+        servers_to_stop.append(lambda: stop(plain))
+        servers.append(("ivr, plain Python", "uvloop", plain.pid, plain_port))
     return servers
+
+
+def compiled_hot_path() -> bool:
+    from ivr import native
+    return native.check(native.default_folder()).usable
 
 
 def classic(prompts: Path, concurrency: int, calls: int) -> dict[str, float]:
@@ -516,8 +527,9 @@ def main() -> None:
             print(" | ".join(rows[-1]), flush=True)
     from ivr import native
     hotpath = native.check(native.default_folder())
-    print(f"\nFastAGI: {expected} AGI commands a call; this machine has {os.cpu_count()} cores; "
-          f"the hot path is {'compiled' if hotpath.usable else 'plain Python: ' + hotpath.reason}")
+    which = ("`ivr serve fastagi` runs the compiled hot path (`ivr, plain Python`: IVR_NATIVE=0)"
+             if hotpath.usable else f"the hot path is plain Python: {hotpath.reason}")
+    print(f"\nFastAGI: {expected} AGI commands a call; this machine has {os.cpu_count()} cores; {which}")
     print("| server | loop | calls | mode | calls/s | CPU µs/command | × floor | p50 ms | p99 ms "
           "| KB/open call | errors |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
