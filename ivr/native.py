@@ -167,7 +167,11 @@ def install(folder: Path | None = None, modules: Sequence[str] = MODULES, root: 
     if os.environ.get("IVR_NATIVE", "1") == "0":
         status = Status(False, "off (IVR_NATIVE=0)", folder or default_folder(root))
         return status
-    found = check(folder or default_folder(root), modules, root, library)
+    try:
+        found = check(folder or default_folder(root), modules, root, library)
+    except Exception as exc:  # a damaged build must never keep the package from importing
+        found = Status(False, f"the build could not be checked ({exc!r}); run 'ivr native build'",
+                       folder or default_folder(root))
     loaded = [name for name in modules if name in sys.modules]
     if found.usable and loaded:
         found = Status(False, f"{', '.join(loaded)} imported before the compiled modules were looked "

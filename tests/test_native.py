@@ -99,6 +99,13 @@ def test_a_build_is_used_until_a_source_changes(tmp_path: Path) -> None:
     assert str(other["reason"]).startswith("built for Python 3.99.0, not ")
     manifest.write_text(json.dumps(data))
 
+    # A damaged manifest leaves the package importable, as plain Python.
+    manifest.write_text(json.dumps(["not", "a", "manifest"]))
+    damaged = probe(tmp_path, folder)
+    assert damaged["compiled"] is False and damaged["total"] == 6
+    assert str(damaged["reason"]).startswith("the build could not be checked (AttributeError(")
+    manifest.write_text(json.dumps(data))
+
     # Nor one with a file gone.
     library = next(folder.joinpath("hotdemo").glob("hp__mypyc*"))
     library.unlink()
