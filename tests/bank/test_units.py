@@ -156,10 +156,12 @@ async def test_a_busy_loop_leaves_units_to_the_writer(units: Units) -> None:
     # average has caught up, units run at once again.
     here = threading.current_thread().name
     threads = []
-    for i in range(40):
+    for i in range(80):
         threads.append(await units.transaction(note(f"free {i}"), durable=False))
         await asyncio.sleep(0)
-    assert threads[-20:].count(here) >= 15, threads  # a preempted moment may send one or two off
+    # A moment this shared machine is preempted, or a cold cache after the writer slept,
+    # sends one or another off to the writer: most of the last ones run here.
+    assert threads[-20:].count(here) >= 15, threads
 
 
 async def test_checkpoints_keep_the_log_short(units: Units, database: Path) -> None:
