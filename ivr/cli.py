@@ -367,7 +367,7 @@ def serve_fastagi(host: str, port: int, flows: tuple[Path, ...], max_calls: int,
 
 @main.group()
 def native() -> None:
-    """The call's hot path compiled with mypyc: about a quarter less CPU an AGI command."""
+    """The call's hot path compiled with mypyc: up to a quarter less CPU an AGI command."""
 
 
 @native.command("build")

@@ -3,11 +3,12 @@
 The modules a FastAGI call runs for every command (the AGI link, the call, the reply
 parser, the interpreter, the call state and turns) are plain, strictly typed Python.
 `ivr native build` compiles them with mypyc into `.native/` beside the `ivr` package
-(`./dev` does it on set-up when a C compiler is there); that takes about a quarter of
-the CPU a command costs off. At import, `install()` puts a finder in front of Python's
-that loads the compiled modules only when every source is, byte for byte, the one they
-were built from: an edited source, another Python, or no build at all, and the package
-runs as plain Python, as it always can. The sources checked are the compiled
+(`./dev` does it on set-up when a C compiler is there); under load that takes up to a
+quarter of the CPU a command costs off (16 to 12 µs at 100 saturated calls). At import,
+`install()` puts a finder in front of Python's that loads the compiled modules only
+when every source is, byte for byte, the one they were built from: an edited source,
+another Python, or no build at all, and the package runs as plain Python, as it always
+can. The sources checked are the compiled
 modules and every module of the package they import (the compiled code relies on their
 types). `IVR_NATIVE=0` turns it off.
 """
