@@ -395,7 +395,7 @@ def native_status() -> None:
     from ivr import native as hotpath
 
     found = hotpath.status  # what this process found at import, as `ivr serve` would
-    click.echo(f"hot path: {found.reason if found.usable else 'plain Python: ' + found.reason}")
+    click.echo(found.line)
     if not found.usable:
         sys.exit(1)
 

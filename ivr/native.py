@@ -62,8 +62,12 @@ def source_path(module: str, root: Path) -> Path:
     return package / "__init__.py" if package.is_dir() else package.with_suffix(".py")
 
 
+def digest(module: str, root: Path) -> str:
+    return hashlib.sha256(source_path(module, root).read_bytes()).hexdigest()
+
+
 def digests(modules: Sequence[str], root: Path) -> dict[str, str]:
-    return {name: hashlib.sha256(source_path(name, root).read_bytes()).hexdigest() for name in modules}
+    return {name: digest(name, root) for name in modules}
 
 
 def dependencies(modules: Sequence[str], root: Path) -> list[str]:
@@ -101,6 +105,11 @@ class Status:
     reason: str
     folder: Path
 
+    @property
+    def line(self) -> str:
+        """What `ivr native status` and the FastAGI server's start-up say."""
+        return f"hot path: {self.reason}" if self.usable else f"hot path: plain Python ({self.reason})"
+
 
 def check(folder: Path, modules: Sequence[str] = MODULES, root: Path = PACKAGE_ROOT,
           library: str = LIBRARY) -> Status:
@@ -119,9 +128,9 @@ def check(folder: Path, modules: Sequence[str] = MODULES, root: Path = PACKAGE_R
         return Status(False, "the build compiled other modules (it is from another version); "
                              "run 'ivr native build'", folder)
     changed = []
-    for name, digest in sorted(built.items()):
+    for name, recorded in sorted(built.items()):
         try:
-            if hashlib.sha256(source_path(name, root).read_bytes()).hexdigest() != digest:
+            if digest(name, root) != recorded:
                 changed.append(name)
         except OSError:
             changed.append(name)
@@ -201,8 +210,8 @@ def build(folder: Path | None = None, modules: Sequence[str] = MODULES, root: Pa
     import tempfile
 
     folder = folder or default_folder(root)
-    if shutil.which(sysconfig.get_config_var("CC").split()[0] if sysconfig.get_config_var("CC")
-                    else "cc") is None:
+    compiler = str(sysconfig.get_config_var("CC") or "cc").split()[0]
+    if shutil.which(compiler) is None:
         raise NativeBuildError("no C compiler: install one (on Debian: apt-get install gcc) and run again")
     try:
         import mypyc  # noqa: F401

@@ -110,9 +110,7 @@ async def serve_fastagi(settings: Settings, loaded: list[Loaded], prompts: Path 
         if warning:
             announce(f"warning: {warning}")
         names = sorted({item.flows.entry.id for item in loaded})
-        hotpath = native.status
-        announce(f"hot path: {hotpath.reason}" if hotpath.usable
-                 else f"hot path: plain Python ({hotpath.reason})")
+        announce(native.status.line)
         announce(f"point Asterisk at the FastAGI server with AGI(agi://{host}:{port}/{names[0]}) "
                  "(asterisk-conf/ has the dialplan and how to wire it); SIGTERM drains the calls")
         twilio = None
