@@ -12,16 +12,19 @@ calls going. Paced: it answers each command after about 2 s (±20 %), as a calle
 would, with N calls open at once.
 
 Every configuration gets fresh servers, which first serve calls for 0.3 s unmeasured
-(a server in service has its caches filled), then get three windows each, in turns
-(4 s saturated, 10 s paced, 30 s for one paced call, so that it holds ~15 commands);
-the window with the least CPU counts (for p50 and p99, the worst p99's). Figures:
+(a server in service has its caches filled). Saturated, each server then gets three
+4 s windows, in turns, and the window with the least CPU counts. Paced, all servers
+serve their calls in the same five windows (10 s; 30 s for one paced call, so that it
+holds ~15 commands) and the median window counts: the ratio to the floor is taken
+window by window, so that how slowly this machine wakes a sleeping process at that
+minute (most of what a paced command costs) weighs on both sides alike. Figures:
 calls/s; the server's CPU per AGI command (the time the server process's threads ran
 over the window, in ns from /proc/PID/task/*/schedstat); p50/p99 of the time from the
-generator writing a reply to reading the server's next command; and KB per open call
-(the server's RSS with N paced calls open, less its RSS before them, in its first
-window).
+generator writing a reply to reading the server's next command (the window with the
+worst p99); and KB per open call (the server's RSS with N paced calls open, less its
+RSS before them, in its first window).
 
-    python bench/bench_fastagi.py [--quick] [--repeats N]
+    python bench/bench_fastagi.py [--quick] [--repeats N] [--paced-repeats N]
 """
 
 from __future__ import annotations
@@ -142,9 +145,10 @@ async def one_call(n: int, port: int, stats: Stats, pace: float, expected: int) 
         stats.calls += 1
 
 
-def generate(port: int, concurrency: int, pace: float, seconds: float, expected: int,
-             ramp: float, out: mp.Queue, rss_pid: int) -> None:  # type: ignore[type-arg]
-    """Keep `concurrency` calls going; measure `seconds` after `ramp`."""
+def generate(targets: list[tuple[int, int]], concurrency: int, pace: float, seconds: float,
+             expected: int, ramp: float, out: mp.Queue) -> None:  # type: ignore[type-arg]
+    """Keep `concurrency` calls going to each of `targets` (port, server pid) at once;
+    measure `seconds` after `ramp`, every server over the same window."""
     try:
         import uvloop
         uvloop.install()
@@ -152,39 +156,50 @@ def generate(port: int, concurrency: int, pace: float, seconds: float, expected:
         pass
     raise_fd_limit()
 
-    async def main() -> dict[str, object]:
-        stats = Stats()
+    async def main() -> list[dict[str, object]]:
+        stats = [Stats() for _ in targets]
         counter = iter(range(10**9))
         stop = False
 
-        async def lane(delay: float) -> None:
+        async def lane(port: int, mine: Stats, delay: float) -> None:
             await asyncio.sleep(delay)
             while not stop:
-                await one_call(next(counter), port, stats, pace, expected)
+                await one_call(next(counter), port, mine, pace, expected)
 
-        before_rss = rss_kb(rss_pid)
-        lanes = [asyncio.create_task(lane(ramp * i / concurrency)) for i in range(concurrency)]
+        pids = [pid for _port, pid in targets]
+        before_rss = [rss_kb(pid) for pid in pids]
+        # Each server's calls a little apart from the others', so that their commands
+        # do not all fall due at the same instant.
+        ports = [port for port, _pid in targets]
+        lanes = [asyncio.create_task(lane(ports[k], stats[k], ramp * i / concurrency + 0.05 * k))
+                 for i in range(concurrency) for k in range(len(targets))]
         await asyncio.sleep(ramp + (0.5 if pace else 0.2))
-        open_calls = stats.open
-        rss_open = rss_kb(rss_pid)
-        cpu0 = cpu_ns(rss_pid)
+        open_calls = [mine.open for mine in stats]
+        rss_open = [rss_kb(pid) for pid in pids]
+        cpu0 = [cpu_ns(pid) for pid in pids]
         t0 = time.perf_counter()
-        stats.measuring = True
+        for mine in stats:
+            mine.measuring = True
         await asyncio.sleep(seconds)
-        stats.measuring = False
+        for mine in stats:
+            mine.measuring = False
         elapsed = time.perf_counter() - t0
-        cpu = (cpu_ns(rss_pid) - cpu0) / 1e9
+        cpu = [(cpu_ns(pid) - c0) / 1e9 for pid, c0 in zip(pids, cpu0, strict=True)]
         stop = True
         for task in lanes:
             task.cancel()
         await asyncio.gather(*lanes, return_exceptions=True)
-        latencies = sorted(stats.latencies) or [0.0]
-        return {"calls_s": stats.calls / elapsed, "commands": stats.commands,
-                "cpu_us": cpu / max(1, stats.commands) * 1e6, "errors": stats.errors,
+        results: list[dict[str, object]] = []
+        for k, mine in enumerate(stats):
+            latencies = sorted(mine.latencies) or [0.0]
+            results.append({
+                "calls_s": mine.calls / elapsed, "commands": mine.commands,
+                "cpu_us": cpu[k] / max(1, mine.commands) * 1e6, "errors": mine.errors,
                 "p50": statistics.median(latencies) * 1000,
                 "p99": latencies[int(len(latencies) * 0.99) - 1 if len(latencies) > 1 else 0] * 1000,
-                "kb_open": (rss_open - before_rss) / max(1, open_calls), "open": open_calls,
-                "dialog": getattr(stats, "dialog_draft", [])}
+                "kb_open": (rss_open[k] - before_rss[k]) / max(1, open_calls[k]), "open": open_calls[k],
+                "dialog": getattr(mine, "dialog_draft", [])})
+        return results
 
     out.put(asyncio.run(main()))
 
@@ -206,10 +221,11 @@ def rss_kb(pid: int) -> float:
     return 0.0
 
 
-def run_load(port: int, pid: int, concurrency: int, pace: float, seconds: float, expected: int,
-             ramp: float) -> dict[str, object]:
+def run_load(targets: list[tuple[int, int]], concurrency: int, pace: float, seconds: float,
+             expected: int, ramp: float) -> list[dict[str, object]]:
+    """`generate` in a process of its own; one result per target."""
     out: mp.Queue = mp.Queue()  # type: ignore[type-arg]
-    worker = mp.Process(target=generate, args=(port, concurrency, pace, seconds, expected, ramp, out, pid))
+    worker = mp.Process(target=generate, args=(targets, concurrency, pace, seconds, expected, ramp, out))
     worker.start()
     result = out.get()
     worker.join()
@@ -450,16 +466,71 @@ def classic(prompts: Path, concurrency: int, calls: int) -> dict[str, float]:
             "errors": sum(not r[1] for r in results)}
 
 
+def measure(servers: list[tuple[str, str, int, int]], concurrency: int, pace: float, expected: int,
+            repeats: int, seconds: float) -> dict[tuple[str, str], list[dict[str, object]]]:
+    """`repeats` windows of every server under `concurrency` calls.
+
+    Saturated, each server has the machine to itself, in turns (floor, ..., ivr, floor,
+    ...), so that a slow spell of this shared machine does not land on one server alone.
+    Paced, every server serves its own calls in the same windows: paced calls take a few
+    per cent of a core, so the servers hardly meet, and what this machine does to a
+    process that wakes from sleep (which is most of what a paced command costs, and
+    changes from one minute to the next) falls on all of them alike."""
+    windows: dict[tuple[str, str], list[dict[str, object]]] = {}
+    ramp = min(4.0, concurrency / 250) if pace else 0.0
+    for _round in range(repeats):
+        if pace:
+            results = run_load([(port, pid) for _name, _kind, pid, port in servers], concurrency, pace,
+                               seconds, expected, ramp)
+            for (name, kind, _pid, _port), result in zip(servers, results, strict=True):
+                windows.setdefault((name, kind), []).append(result)
+            continue
+        for name, kind, pid, port in servers:
+            windows.setdefault((name, kind), []).append(
+                run_load([(port, pid)], concurrency, pace, seconds, expected, ramp)[0])
+    return windows
+
+
+def table_row(name: str, kind: str, concurrency: int, mode: str, runs: list[dict[str, object]],
+        floor_runs: list[dict[str, object]], paired: bool) -> tuple[str, ...]:
+    """One line of the table. CPU: saturated, the window with the least CPU against the
+    floor's least; paired (paced) windows, the median window, and the median of each
+    window's ratio to the floor's CPU in that same window. Latencies: the window with the
+    worst p99. Memory per open call: the first window (later ones start from the memory
+    the first one's peak left)."""
+    cpus = [float(w["cpu_us"]) for w in runs]  # type: ignore[arg-type]
+    floors = [float(w["cpu_us"]) for w in floor_runs]  # type: ignore[arg-type]
+    if paired:
+        cpu = statistics.median(cpus)
+        ratio = statistics.median(c / f if f else 0.0 for c, f in zip(cpus, floors, strict=True))
+    else:
+        cpu = min(cpus)
+        ratio = cpu / min(floors) if min(floors) else 0.0
+    best = runs[cpus.index(min(cpus))]
+    worst = max(runs, key=lambda w: float(w["p99"]))  # type: ignore[arg-type]
+    errors = sum(int(w["errors"]) for w in runs)  # type: ignore[call-overload]
+    kb_open = float(runs[0]["kb_open"])  # type: ignore[arg-type]
+    # A paced call lasts ~24 s, longer than the window: no calls/s then.
+    return (name, kind, str(concurrency), mode, "-" if paired else f"{float(best['calls_s']):.1f}",  # type: ignore[arg-type]
+            f"{cpu:.0f}", f"{ratio:.2f}", f"{float(worst['p50']):.2f}", f"{float(worst['p99']):.2f}",  # type: ignore[arg-type]
+            f"{kb_open:.1f}" if paired else "-", str(errors))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="short windows, 1 and 100 calls, one each")
     parser.add_argument("--repeats", type=int, default=3,
-                        help="windows per server and configuration; the least CPU counts (default 3)")
+                        help="saturated windows per server and configuration; the least CPU counts "
+                             "(default 3)")
+    parser.add_argument("--paced-repeats", type=int, default=5,
+                        help="paced windows per configuration, all servers in each; the median counts "
+                             "(default 5)")
     args = parser.parse_args()
     raise_fd_limit()
     concurrencies = (1, 100) if args.quick else (1, 100, 1000)
     repeats = 1 if args.quick else args.repeats
+    paced_repeats = 1 if args.quick else args.paced_repeats
     saturated_s = 2.0 if args.quick else 4.0
     paced_s = 4.0 if args.quick else 10.0
     # One paced call sends a command every ~2 s: a 10 s window would hold five, too few
@@ -470,11 +541,10 @@ def main() -> None:
         prompts = prompts_folder(Path(tmp))
         # One call to learn the dialog, which the floor then replays.
         ivr, ivr_port = start_ivr(prompts)
-        probe = run_load(ivr_port, ivr.pid, 1, 0.0, 0.5, 0, 0.0)
+        probe = run_load([(ivr_port, ivr.pid)], 1, 0.0, 0.5, 0, 0.0)[0]
         stop(ivr)
         dialog = list(probe["dialog"])  # type: ignore[call-overload]
         expected = len(dialog)
-        floor_cpu: dict[tuple[str, int, str], float] = {}
         for mode, pace in (("saturated", 0.0), ("paced", 2.0)):
             for concurrency in concurrencies:
                 # Fresh servers for every run, so memory per open call starts from the same
@@ -484,37 +554,14 @@ def main() -> None:
                     # Steady state: a server that has served calls before (its caches filled,
                     # its files opened); a paced window holds too few commands to hide that.
                     for _name, _kind, pid, port in servers:
-                        run_load(port, pid, 4, 0.0, 0.3, expected, 0.0)
-                    # Best of `repeats` windows per server, taken in turns (floor, ..., ivr,
-                    # floor, ...), so that a slow spell of this shared machine does not land
-                    # on one server alone; memory per open call from each server's first
-                    # window (later ones start from the memory the first one's peak left).
-                    windows: dict[tuple[str, str], list[dict[str, object]]] = {}
-                    for _round in range(repeats):
-                        for name, kind, pid, port in servers:
-                            ramp = 0.0 if not pace else min(4.0, concurrency / 250)
-                            seconds = (saturated_s if not pace else paced_s if concurrency > 1
-                                       else lone_paced_s)
-                            windows.setdefault((name, kind), []).append(run_load(
-                                port, pid, concurrency, pace, seconds, expected, ramp))
-                    for name, kind, _pid, _port in servers:  # floors first: ratios need them
-                        runs = windows[(name, kind)]
-                        r = min(runs, key=lambda w: float(w["cpu_us"]))  # type: ignore[arg-type]
-                        worst = max(runs, key=lambda w: float(w["p99"]))  # type: ignore[arg-type]
-                        errors = sum(int(w["errors"]) for w in runs)  # type: ignore[call-overload]
-                        cpu = float(r["cpu_us"])  # type: ignore[arg-type]
-                        if name == "floor":
-                            floor_cpu[(kind, concurrency, mode)] = cpu
-                        base = floor_cpu[(kind, concurrency, mode)]
-                        ratio = cpu / base if base else 0.0
-                        # Latencies: the window with the worst p99.
-                        figures = [float(r["calls_s"]), float(worst["p50"]), float(worst["p99"])]  # type: ignore[arg-type]
-                        kb_open = float(runs[0]["kb_open"])  # type: ignore[arg-type]
-                        # A paced call lasts ~24 s, longer than the window: no calls/s then.
-                        rows.append((name, kind, str(concurrency), mode,
-                                     f"{figures[0]:.1f}" if not pace else "-", f"{cpu:.0f}",
-                                     f"{ratio:.2f}", f"{figures[1]:.2f}", f"{figures[2]:.2f}",
-                                     f"{kb_open:.1f}" if pace else "-", str(errors)))
+                        run_load([(port, pid)], 4, 0.0, 0.3, expected, 0.0)
+                    windows = measure(servers, concurrency, pace, expected,
+                                      repeats if not pace else paced_repeats,
+                                      saturated_s if not pace else paced_s if concurrency > 1
+                                      else lone_paced_s)
+                    for name, kind, _pid, _port in servers:
+                        rows.append(table_row(name, kind, concurrency, mode, windows[(name, kind)],
+                                              windows[("floor", kind)], paired=bool(pace)))
                         print(" | ".join(rows[-1]), flush=True)
                 finally:
                     for stopper in servers_to_stop:

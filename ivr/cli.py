@@ -350,13 +350,14 @@ def serve_fastagi(host: str, port: int, flows: tuple[Path, ...], max_calls: int,
     from ivr.channels.asterisk.serve import run, serve_fastagi, server_logging
     from ivr.config import get_settings
 
-    server_logging()
+    call_line = server_logging()
     loaded = _loaded(flows, prompts)
     folder = _prompts_folder(flows[0], prompts)
     try:
         run(lambda: serve_fastagi(get_settings(), loaded, folder, host=host, port=port,
                                   max_calls=max_calls, drain=drain, twilio_port=twilio_port,
-                                  announce=lambda line: click.echo(line, err=True)))
+                                  announce=lambda line: click.echo(line, err=True),
+                                  call_line=call_line))
     except BankNotReady as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Coroutine, Generator, Mapping
+from collections.abc import Callable, Coroutine, Generator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -48,7 +48,9 @@ from ivr.channels.asterisk.protocol import (
 )
 from ivr.engine.interpreter import Interpreter
 
-log = logging.getLogger("ivr.fastagi")
+#: the logger of the line each call ends with
+CALL_LOGGER = "ivr.fastagi"
+log = logging.getLogger(CALL_LOGGER)
 
 T = TypeVar("T")
 
@@ -311,6 +313,9 @@ class FastAgiServer:
     sweep_at: float = float("inf")
     _sweep_timer: asyncio.TimerHandle | None = None
     _sweep_period: float = SWEEP
+    #: writes the line each call ends with (None: `log.info`); `ivr serve fastagi` gives
+    #: one that writes to its log stream directly (`serve.CallLines`)
+    call_line: Callable[[str], None] | None = None
     #: the loop it serves on (set by `start`)
     loop: asyncio.AbstractEventLoop = field(init=False, repr=False)
 
@@ -390,8 +395,12 @@ class FastAgiServer:
         call = AgiCall(interpreter, link, self.audio, info, self.command_timeout)
         try:
             await call.run()
-            log.info("call %s from %s on %s: flow %s, %s", info.call_id, describe_caller(info),
-                     info.channel, interpreter.flows.entry.id, call.outcome)
+            line = (f"call {info.call_id} from {describe_caller(info)} on {info.channel}: "
+                    f"flow {interpreter.flows.entry.id}, {call.outcome}")
+            if self.call_line is None:
+                log.info("%s", line)
+            else:
+                self.call_line(line)
         except asyncio.CancelledError:
             log.warning("call %s: stopped by the server's shutdown; back to the dialplan", info.call_id)
         except Exception:
