@@ -85,7 +85,7 @@ class CallLines:
     """Writes the line each call ends with straight to the server's log stream, as
     `_LogFormat` formats an INFO record of `logger`. `logging`'s general path (a
     LogRecord, filters, the handler chain: some 25 Python functions) costs ~0.2 ms of CPU
-    a call on a server that sleeps between commands, a tenth of all a paced call costs.
+    a call on a server that sleeps between commands, about a twentieth of a paced call.
     Once the log is set up otherwise than `server_logging` left it (another handler or
     filter, INFO turned off), the line goes through `logging` like any other."""
 
