@@ -46,6 +46,10 @@ import time
 import wave
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ivr.native import Status
 
 ROOT = Path(__file__).resolve().parent.parent
 FLOW = ROOT / "bench" / "fastagi" / "flow.yaml"
@@ -428,16 +432,17 @@ def start_servers(prompts: Path, dialog: list[bytes], shapes: bool) -> list[tupl
     ivr, port = start_ivr(prompts)
     servers_to_stop.append(lambda: stop(ivr))
     servers.append(("ivr serve fastagi", "uvloop", ivr.pid, port))
-    if compiled_hot_path():  # and what the same server costs where nothing is compiled
+    if hot_path().usable:  # and what the same server costs where nothing is compiled
         plain, plain_port = start_ivr(prompts, plain=True)
         servers_to_stop.append(lambda: stop(plain))
         servers.append(("ivr, plain Python", "uvloop", plain.pid, plain_port))
     return servers
 
 
-def compiled_hot_path() -> bool:
+def hot_path() -> Status:
+    """Whether `ivr serve fastagi`, started now, runs the compiled hot path, and why not."""
     from ivr import native
-    return native.check(native.default_folder()).usable
+    return native.check(native.default_folder())
 
 
 def classic(prompts: Path, concurrency: int, calls: int) -> dict[str, float]:
@@ -575,8 +580,7 @@ def main() -> None:
             rows.append(("ivr agi (classic)", "-", str(concurrency), "saturated", f"{c['calls_s']:.1f}",
                          f"{c['ms_per_call']:.0f} ms/call", "-", "-", "-", "-", str(int(c["errors"]))))
             print(" | ".join(rows[-1]), flush=True)
-    from ivr import native
-    hotpath = native.check(native.default_folder())
+    hotpath = hot_path()
     which = ("`ivr serve fastagi` runs the compiled hot path (`ivr, plain Python`: IVR_NATIVE=0)"
              if hotpath.usable else f"the hot path is plain Python: {hotpath.reason}")
     print(f"\nFastAGI: {expected} AGI commands a call; this machine has {os.cpu_count()} cores; {which}")
